@@ -1,0 +1,1 @@
+"""Collectors: run commands and measure the CPU they really used."""

@@ -1,0 +1,250 @@
+"""Sweep a program over many inputs, like `xargs -L1`, measuring and recording every run.
+
+One thread waits on the runs' pidfds: as soon as a run exits the next one is spawned, and only
+then is the finished one recorded, so recording overlaps the next run instead of adding to it.
+Results are written in input order (so `--text` lines up with `seq`), one JSON line per run on
+stdout and one row per run in the history, committed as each run finishes: Ctrl-C or a bad line
+loses nothing already done.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import random
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import select
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from collectors.measure import Started, Usage, finish, start
+from router.errors import UsageError
+from router.features import shape
+from router.store import Store
+
+log = logging.getLogger(__name__)
+
+COMMIT_ROWS = 64   # rows per transaction at most
+COMMIT_S = 0.25    # and no row waits longer than this for its commit
+
+
+@dataclass
+class SweepOptions:
+    """How to run a sweep; defaults run one at a time so runs do not disturb each other."""
+
+    jobs: int = 1
+    repeat: int = 1
+    timeout: float | None = None
+    shuffle: bool = False
+    output_dir: Path | None = None
+    machine: str = "local"
+    speed: float = 1.0
+    text: bool = False
+    progress: bool = False
+
+
+def check_program(cmd: list[str]) -> None:
+    """Fail before the sweep, not once per input, when the program cannot run."""
+    prog = cmd[0]
+    if "/" in prog:
+        if not os.path.isfile(prog):
+            raise UsageError(f"no such program: {prog}")
+        if not os.access(prog, os.X_OK):
+            raise UsageError(f"program is not executable: {prog}")
+    elif shutil.which(prog) is None:
+        raise UsageError(f"program not found on PATH: {prog}")
+
+
+def build_argv(cmd: list[str], line: str, lineno: int) -> list[str]:
+    """`{}` takes the whole line as one argument; otherwise the line's words are appended."""
+    if "{}" in cmd:
+        return [line if a == "{}" else a for a in cmd]
+    try:
+        return cmd + shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"stdin line {lineno}: cannot parse {line!r}: {exc}") from None
+
+
+def sweep_lines(spec: str) -> list[str]:
+    """`A:B[:STEP]`, inclusive like `seq A STEP B`."""
+    try:
+        parts = [float(p) for p in spec.split(":")]
+        if len(parts) not in (2, 3):
+            raise ValueError
+        start, stop = parts[0], parts[1]
+        step = parts[2] if len(parts) == 3 else 1.0
+        if step <= 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--sweep {spec!r}: expected A:B or A:B:STEP with STEP > 0") from None
+    count = int((stop - start) / step + 1e-9) + 1
+    values = [start + i * step for i in range(max(count, 0))]
+    integral = all(v == int(v) for v in (start, step))
+    return [str(int(v)) if integral else f"{v:g}" for v in values]
+
+
+@dataclass
+class _Slot:
+    index: int
+    line: str
+    argv: list[str]
+    run: Started
+    files: ExitStack
+    spare_err: IO[bytes] | None
+
+
+class Sweep:
+    """One sweep of `cmd` over input lines, recording into `store`."""
+
+    def __init__(self, cmd: list[str], store: Store, options: SweepOptions, out: IO[str]):
+        check_program(cmd)
+        self.cmd = cmd
+        self.store = store
+        self.opt = options
+        self.out = out
+        self.user = getpass.getuser()
+        self.cwd = os.getcwd()
+        self.env = dict(os.environ)
+        self.done = 0
+        self.failed = 0
+        self._started = time.monotonic()
+        self._spare: list[IO[bytes]] = []
+        self._pending: list[tuple[dict[str, Any], Any]] = []
+        self._last_commit = time.monotonic()
+
+    def _start(self, index: int, line: str, argv: list[str]) -> _Slot:
+        files = ExitStack()
+        out: IO[bytes] | None = None
+        spare = None
+        if self.opt.output_dir is not None:
+            self.opt.output_dir.mkdir(parents=True, exist_ok=True)
+            out = files.enter_context(open(self.opt.output_dir / f"{index}.out", "wb"))
+            err = files.enter_context(open(self.opt.output_dir / f"{index}.err", "w+b"))
+        else:
+            err = spare = self._spare.pop() if self._spare else tempfile.TemporaryFile()
+        kwargs = {"stdout": out} if out is not None else {}
+        run = start(argv, timeout=self.opt.timeout, stderr=err, env=self.env, **kwargs)
+        return _Slot(index, line, argv, run, files, spare)
+
+    def _record(self, slot: _Slot, usage: Usage) -> None:
+        sh = shape(slot.argv, self.cwd)
+        record = {
+            "time": time.time(), "user": self.user, "argv": slot.argv, "template": sh.template,
+            "features": list(sh.features), "machine": self.opt.machine, "source": "collect",
+            "cost": round(usage.cpu_s * self.opt.speed, 6), "cwd": self.cwd,
+            **usage.to_dict(),
+        }
+        self._pending.append((record, slot.line))
+        if len(self._pending) >= COMMIT_ROWS or time.monotonic() - self._last_commit > COMMIT_S:
+            self._commit()
+
+    def _commit(self) -> None:
+        """Write pending rows as one transaction, then print them: stdout never runs ahead."""
+        if not self._pending:
+            return
+        with self.store.transaction() as db:
+            for record, _ in self._pending:
+                record["id"] = self.store.add_run_in(db, record)
+        for record, line in self._pending:
+            self._emit(record, line)
+        self._pending.clear()
+        self._last_commit = time.monotonic()
+
+    def _emit(self, record: dict[str, Any], line: str) -> None:
+        if self.opt.text:
+            self.out.write(f"{line} {record['cost']:.6f}\n")
+        else:
+            self.out.write(json.dumps({**record, "input": line}) + "\n")
+        self.out.flush()
+        self.done += 1
+        self.failed += record["exit"] != 0
+        if self.opt.progress:
+            rate = self.done / max(time.monotonic() - self._started, 1e-9)
+            sys.stderr.write(f"\r{self.done} runs, {self.failed} failed, {rate:.1f}/s ")
+            sys.stderr.flush()
+
+    def _inputs(self, lines: Iterable[str]) -> Iterator[tuple[str, list[str]]]:
+        numbered = ((n, l.rstrip("\n")) for n, l in enumerate(lines, 1))
+        numbered = ((n, l) for n, l in numbered if l.strip())
+        if self.opt.shuffle:
+            items = list(numbered)
+            random.shuffle(items)
+            numbered = iter(items)
+        for lineno, line in numbered:
+            argv = build_argv(self.cmd, line, lineno)
+            for _ in range(self.opt.repeat):
+                yield line, argv
+
+    def _reap(self, running: dict[int, _Slot]) -> list[tuple[_Slot, Usage]]:
+        """Wait until at least one run ends or times out, and reap those."""
+        now = time.monotonic()
+        deadlines = [s.run.deadline for s in running.values() if s.run.deadline is not None]
+        wait = max(0.0, min(deadlines) - now) if deadlines else None
+        ready, _, _ = select.select(list(running), [], [], wait)
+        now = time.monotonic()
+        ended = []
+        for fd in list(running):
+            slot = running[fd]
+            late = slot.run.deadline is not None and now >= slot.run.deadline
+            if fd in ready or late:
+                del running[fd]
+                ended.append((slot, finish(slot.run, timed_out=fd not in ready)))
+                slot.files.close()
+                if slot.spare_err is not None:
+                    self._spare.append(slot.spare_err)
+        return ended
+
+    def _fill(self, inputs: Iterator[tuple[int, tuple[str, list[str]]]],
+              running: dict[int, _Slot]) -> None:
+        """Start runs until -j are in flight; a bad line stops the intake, not the runs."""
+        while self._error is None and len(running) < self.opt.jobs:
+            try:
+                item = next(inputs, None)
+            except UsageError as exc:
+                self._error = exc
+                return
+            if item is None:
+                return
+            slot = self._start(item[0], *item[1])
+            running[slot.run.pidfd] = slot
+
+    def run(self, lines: Iterable[str]) -> int:
+        """Run every input; returns how many runs were recorded."""
+        inputs = enumerate(self._inputs(lines))
+        running: dict[int, _Slot] = {}
+        finished: dict[int, tuple[_Slot, Usage]] = {}
+        next_out = 0
+        self._error: UsageError | None = None
+        try:
+            self._fill(inputs, running)
+            while running:
+                for slot, usage in self._reap(running):
+                    finished[slot.index] = (slot, usage)
+                self._fill(inputs, running)  # the next runs start before these are recorded
+                while next_out in finished:
+                    self._record(*finished.pop(next_out))
+                    next_out += 1
+                if not running:
+                    self._commit()
+        except BaseException:
+            for slot in running.values():
+                finish(slot.run, timed_out=True)
+            raise
+        finally:
+            self._commit()
+            for spare in self._spare:
+                spare.close()
+            if self.opt.progress:
+                sys.stderr.write("\n")
+        if self._error is not None:
+            raise self._error
+        return self.done

@@ -1,0 +1,95 @@
+"""Command templates and features: the one place that decides a program's identity.
+
+Collectors, training, prediction and the daemon all call `shape()`, so a run measured by a
+sweep and a job submitted later land on the same template with features in the same order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass
+
+NUM = "{num}"
+FILE = "{file}"
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_NUMBER_RE = re.compile(rf"^{_NUMBER}$")
+_SHORT_OPT_RE = re.compile(rf"^(-[A-Za-z]+)({_NUMBER})$")
+_LONG_OPT_RE = re.compile(r"^(--?[A-Za-z][\w.-]*=)(.+)$")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A command's template (its identity) and its features (what its cost depends on)."""
+
+    template: str
+    features: tuple[float, ...]
+
+
+def _file_size(arg: str, cwd: str | None) -> int | None:
+    path = arg if cwd is None or os.path.isabs(arg) else os.path.join(cwd, arg)
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_size if os.path.isfile(path) else None
+
+
+def _value(text: str, cwd: str | None) -> tuple[str, float] | None:
+    """The placeholder and feature of a bare value, or None when it is a plain word."""
+    if _NUMBER_RE.match(text):
+        number = float(text)
+        if number == number and abs(number) != float("inf"):
+            return NUM, number
+    size = _file_size(text, cwd) if text else None
+    if size is not None:
+        return FILE, float(size)
+    return None
+
+
+def _mask(arg: str, cwd: str | None) -> tuple[str, float | None]:
+    """The template token of one argument, and its feature if it has one."""
+    bare = _value(arg, cwd)
+    if bare is not None:
+        return bare[0], bare[1]
+    for pattern in (_LONG_OPT_RE, _SHORT_OPT_RE):
+        m = pattern.match(arg)
+        if m:
+            inner = _value(m.group(2), cwd)
+            if inner is not None:
+                return shlex.quote(m.group(1)) + inner[0], inner[1]
+    return shlex.quote(arg), None
+
+
+def _program(arg0: str, cwd: str | None) -> str:
+    """Paths name programs by location; bare names are looked up on PATH where they run."""
+    if "/" not in arg0:
+        return arg0
+    base = cwd or os.getcwd()
+    return os.path.normpath(os.path.join(base, arg0))
+
+
+def shape(argv: list[str] | tuple[str, ...], cwd: str | None = None) -> Shape:
+    """Template and features of argv, resolving relative paths against cwd (default: here)."""
+    if not argv:
+        raise ValueError("empty command")
+    tokens = [shlex.quote(_program(argv[0], cwd))]
+    values: list[float] = []
+    for arg in argv[1:]:
+        token, value = _mask(arg, cwd)
+        tokens.append(token)
+        if value is not None:
+            values.append(value)
+    return Shape(" ".join(tokens), tuple(values))
+
+
+def template(argv: list[str] | tuple[str, ...], cwd: str | None = None) -> str:
+    """The command's identity: argv with numbers and existing files masked."""
+    return shape(argv, cwd).template
+
+
+def features(argv: list[str] | tuple[str, ...], cwd: str | None = None) -> list[float]:
+    """Numbers in argument order, with each file argument's size in bytes in its place."""
+    return list(shape(argv, cwd).features)

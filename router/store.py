@@ -1,0 +1,282 @@
+"""The history: one SQLite file (WAL) of every measured run. The only module that speaks SQL.
+
+Every run, whether a collector's sweep or a daemon's job, is a row of `runs`, and the rows are
+the training set. Completed rows get a completion sequence number (`done_seq`) so a retrain can
+ask for "what finished since the model's watermark" through an index, and each completion takes
+one step of reservoir sampling so a fixed-size sample of older history is always at hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from router.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+RESERVOIR_SIZE = 4096
+
+RUN_FIELDS = (
+    "time", "user", "argv", "template", "features", "machine", "source", "cpu_user_s",
+    "cpu_sys_s", "wall_s", "max_rss_kb", "exit", "timed_out", "cost", "stderr_tail",
+    "state", "ended", "p_over", "sd", "reason", "model_version", "threshold", "decision_us",
+    "cwd", "uid", "remote_id", "done_seq",
+)
+_JSON_FIELDS = ("argv", "features")
+
+_V1 = """
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    time        REAL NOT NULL,
+    user        TEXT NOT NULL,
+    argv        TEXT NOT NULL,
+    template    TEXT NOT NULL,
+    features    TEXT NOT NULL,
+    machine     TEXT NOT NULL,
+    source      TEXT NOT NULL CHECK (source IN ('collect', 'job')),
+    cpu_user_s  REAL,
+    cpu_sys_s   REAL,
+    wall_s      REAL,
+    max_rss_kb  INTEGER,
+    exit        INTEGER,
+    timed_out   INTEGER NOT NULL DEFAULT 0,
+    cost        REAL,
+    stderr_tail TEXT
+);
+CREATE INDEX runs_template ON runs(template);
+"""
+
+_V2 = """
+ALTER TABLE runs ADD COLUMN state TEXT NOT NULL DEFAULT 'done';
+ALTER TABLE runs ADD COLUMN ended REAL;
+ALTER TABLE runs ADD COLUMN p_over REAL;
+ALTER TABLE runs ADD COLUMN sd REAL;
+ALTER TABLE runs ADD COLUMN reason TEXT;
+ALTER TABLE runs ADD COLUMN model_version TEXT;
+ALTER TABLE runs ADD COLUMN threshold REAL;
+ALTER TABLE runs ADD COLUMN decision_us REAL;
+ALTER TABLE runs ADD COLUMN cwd TEXT;
+ALTER TABLE runs ADD COLUMN uid INTEGER;
+ALTER TABLE runs ADD COLUMN remote_id TEXT;
+CREATE INDEX runs_active ON runs(state) WHERE state IN ('queued', 'running');
+"""
+
+_V3 = """
+ALTER TABLE runs ADD COLUMN done_seq INTEGER;
+CREATE UNIQUE INDEX runs_done_seq ON runs(done_seq);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE reservoir (slot INTEGER PRIMARY KEY, run_id INTEGER NOT NULL);
+"""
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Statement by statement: executescript() would commit the migration's transaction."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _migrate_v3(db: sqlite3.Connection) -> None:
+    _script(db, _V3)
+    db.execute("UPDATE runs SET done_seq = id WHERE state = 'done'")
+    seq = db.execute("SELECT COALESCE(MAX(done_seq), 0) FROM runs").fetchone()[0]
+    db.execute("INSERT INTO counters VALUES ('done_seq', ?)", (seq,))
+    db.execute("INSERT INTO counters VALUES ('reservoir_seen', 0)")
+    done = db.execute("SELECT id FROM runs WHERE state = 'done' ORDER BY id").fetchall()
+    for (run_id,) in done:
+        _reservoir_step(db, run_id, random.Random(run_id))
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    lambda db: _script(db, _V1),
+    lambda db: _script(db, _V2),
+    _migrate_v3,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _next(db: sqlite3.Connection, counter: str) -> int:
+    return db.execute("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value",
+                      (counter,)).fetchone()[0]
+
+
+def _reservoir_step(db: sqlite3.Connection, run_id: int, rng: random.Random,
+                    size: int = RESERVOIR_SIZE) -> None:
+    """Algorithm R: after n completions each one is in the reservoir with probability size/n."""
+    seen = _next(db, "reservoir_seen")
+    slot = seen - 1 if seen <= size else rng.randrange(seen)
+    if slot < size:
+        db.execute("INSERT OR REPLACE INTO reservoir VALUES (?, ?)", (slot, run_id))
+
+
+def _encode(record: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(record) - set(RUN_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown run fields: {sorted(unknown)}")
+    return {k: json.dumps(v) if k in _JSON_FIELDS else v for k, v in record.items()}
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    for key in _JSON_FIELDS:
+        if out.get(key) is not None:
+            out[key] = json.loads(out[key])
+    return out
+
+
+class Store:
+    """The history file. Safe to open from several processes; one instance per thread."""
+
+    def __init__(self, path: str | os.PathLike[str], *, reservoir_size: int = RESERVOIR_SIZE):
+        self.path = Path(path)
+        self.reservoir_size = reservoir_size
+        self._rng = random.Random()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"history store {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All writes inside commit together or not at all."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"history store {self.path}: {exc}") from None
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.db.execute("ROLLBACK")
+            raise StoreError(f"history store {self.path}: {exc}") from None
+
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"history store {self.path}: schema {current} is newer than this "
+                             f"router ({SCHEMA_VERSION}); upgrade router")
+        for version in range(current, SCHEMA_VERSION):
+            with self.transaction() as db:
+                MIGRATIONS[version](db)
+                db.execute(f"PRAGMA user_version = {version + 1}")
+            log.info("history %s migrated to schema %d", self.path, version + 1)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _insert(self, db: sqlite3.Connection, record: dict[str, Any]) -> int:
+        row = _encode(record)
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        cur = db.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(row.values()))
+        return int(cur.lastrowid)
+
+    def _complete(self, db: sqlite3.Connection, run_id: int) -> None:
+        db.execute("UPDATE runs SET done_seq = ? WHERE id = ?", (_next(db, "done_seq"), run_id))
+        _reservoir_step(db, run_id, self._rng, self.reservoir_size)
+
+    def add_run(self, record: dict[str, Any]) -> int:
+        """Record a run that has already finished (a collector's)."""
+        with self.transaction() as db:
+            return self.add_run_in(db, record)
+
+    def add_run_in(self, db: sqlite3.Connection, record: dict[str, Any]) -> int:
+        if record.get("state", "done") != "done":
+            return self._insert(db, record)
+        run_id = self._insert(db, {"state": "done", **record, "done_seq": _next(db, "done_seq")})
+        _reservoir_step(db, run_id, self._rng, self.reservoir_size)
+        return run_id
+
+    def start_job(self, db: sqlite3.Connection, record: dict[str, Any]) -> int:
+        """Record a job before it runs, so a crash cannot lose it."""
+        return self._insert(db, {"source": "job", "state": "queued", **record})
+
+    def update_job(self, db: sqlite3.Connection, run_id: int, fields: dict[str, Any]) -> None:
+        row = _encode(fields)
+        sets = ", ".join(f"{k} = ?" for k in row)
+        db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*row.values(), run_id))
+        if fields.get("state") == "done":
+            self._complete(db, run_id)
+
+    def mark_lost(self) -> int:
+        """Jobs a dead daemon left queued or running: say so rather than let them vanish."""
+        with self.transaction() as db:
+            cur = db.execute("UPDATE runs SET state = 'lost', ended = ? "
+                             "WHERE state IN ('queued', 'running')", (time.time(),))
+            return cur.rowcount
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, run_id: int) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _decode(row) if row else None
+
+    def runs(self, *, since_seq: int = 0, until_seq: int | None = None,
+             limit: int | None = None) -> list[dict[str, Any]]:
+        """Finished runs in completion order; `since_seq` uses the index, not a scan."""
+        sql = "SELECT * FROM runs WHERE done_seq > ?"
+        args: list[Any] = [since_seq]
+        if until_seq is not None:
+            sql += " AND done_seq <= ?"
+            args.append(until_seq)
+        sql += " ORDER BY done_seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_decode(r) for r in self.db.execute(sql, args)]
+
+    def all_runs(self, since_time: float | None = None) -> list[dict[str, Any]]:
+        """Every row, finished or not, oldest first: for reports and `router jobs`."""
+        sql, args = "SELECT * FROM runs", ()
+        if since_time is not None:
+            sql, args = sql + " WHERE time >= ?", (since_time,)
+        return [_decode(r) for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    def active(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM runs WHERE state IN ('queued', 'running') "
+                               "ORDER BY id")
+        return [_decode(r) for r in rows]
+
+    def reservoir(self, until_seq: int | None = None) -> list[dict[str, Any]]:
+        """The fixed-size uniform sample of completed runs (reads R rows, whatever the history)."""
+        sql = "SELECT runs.* FROM reservoir JOIN runs ON runs.id = reservoir.run_id"
+        args: tuple[Any, ...] = ()
+        if until_seq is not None:
+            sql, args = sql + " WHERE runs.done_seq <= ?", (until_seq,)
+        return [_decode(r) for r in self.db.execute(sql, args)]
+
+    def done_seq(self) -> int:
+        """The completion number of the newest finished run: a model's watermark."""
+        return self.db.execute("SELECT value FROM counters WHERE name = 'done_seq'").fetchone()[0]
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]

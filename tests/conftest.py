@@ -1,0 +1,48 @@
+"""Shared fixtures. Real parts only: real subprocesses, real SQLite files, real daemons."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+ROUTER = [sys.executable, "-m", "router"]
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a real part is missing, except in CI where a skip would hide a failure."""
+    if condition:
+        return
+    if os.environ.get("ROUTER_REQUIRE_INTEGRATION") or os.environ.get("CI"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def need_root() -> None:
+    need(os.geteuid() == 0, "needs root")
+
+
+def need_program(*names: str) -> None:
+    for name in names:
+        need(shutil.which(name) is not None, f"needs {name} (apt-get install it)")
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "history.db"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """An environment whose router files all live in tmp_path."""
+    e = dict(os.environ)
+    e.update(ROUTER_STORE=str(tmp_path / "history.db"), ROUTER_MODEL=str(tmp_path / "model.rmod"),
+             ROUTER_SOCKET=str(tmp_path / "router.sock"), XDG_CONFIG_HOME=str(tmp_path / "cfg"),
+             PYTHONUNBUFFERED="1")
+    e.pop("ROUTER_POLICY", None)
+    return e
