@@ -1,0 +1,203 @@
+"""The model file and the fast path: everything a predictor needs, with NumPy and no JAX.
+
+One file holds weights, feature scaling, templates and their thresholds, a version, a content
+hash and training metadata. It is written atomically (temp file, fsync, rename), and a file
+that is truncated, corrupt or foreign is refused with one line, so a bad file never replaces
+the model in use. The daemon predicts from it without importing JAX: for one job the forward
+pass of the whole ensemble is a handful of small NumPy operations, with each template's
+embedding folded into the first layer's bias once at load time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.errors import ModelError
+
+MAGIC = b"ROUTER-MODEL\n"
+FORMAT = 1
+_HEADER = struct.Struct("<I32sQ")  # format, sha256 of payload, payload length
+WEIGHTS = ("embed", "w1", "b1", "w2", "b2", "w3", "b3")
+
+
+def slog(x: np.ndarray) -> np.ndarray:
+    """Signed log: features span decades and may be negative."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+@dataclass
+class Prediction:
+    """The ensemble's probability that the run is over its threshold, and its spread."""
+
+    p_over: float
+    sd: float
+    known: bool = True
+
+
+@dataclass
+class ModelFile:
+    """Weights (stacked over ensemble members), per-template scaling, and metadata."""
+
+    weights: dict[str, np.ndarray]
+    templates: list[str]
+    thresholds: list[float]
+    n_features: list[int]
+    mean: np.ndarray               # [T, F] of slog(features)
+    scale: np.ndarray              # [T, F]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index = {t: i for i, t in enumerate(self.templates)}
+        w = self.weights
+        f = self.mean.shape[1]
+        # per template and member, the first layer's bias with the embedding folded in
+        self._bias1 = np.einsum("kte,keh->tkh", w["embed"], w["w1"][:, f:, :]) + w["b1"][None]
+        self._w1x = np.ascontiguousarray(w["w1"][:, :f, :].transpose(1, 0, 2))   # [F, K, H]
+        self._w2 = w["w2"]
+        self._b2 = w["b2"]
+        self._w3 = w["w3"]
+        self._b3 = w["b3"]
+
+    @property
+    def version(self) -> str:
+        return f"v{self.meta.get('generation', 1)}-{self.meta.get('hash', '')[:8]}"
+
+    @property
+    def width(self) -> int:
+        return int(self.mean.shape[1])
+
+    def threshold(self, template: str) -> float | None:
+        i = self.index.get(template)
+        return None if i is None else self.thresholds[i]
+
+    def scaled(self, template_index: int, features: list[float] | tuple[float, ...]) -> np.ndarray:
+        n = self.n_features[template_index]
+        x = np.zeros(self.width)
+        x[:n] = (slog(np.asarray(features[:n], dtype=float)) - self.mean[template_index, :n]) \
+            / self.scale[template_index, :n]
+        return x
+
+    def check_features(self, template: str, features: list[float] | tuple[float, ...]) -> None:
+        i = self.index[template]
+        if len(features) != self.n_features[i]:
+            raise ModelError(f"model for other features: template {template!r} has "
+                             f"{self.n_features[i]} features in the model, {len(features)} given")
+
+    def predict(self, template: str, features: list[float] | tuple[float, ...]) -> Prediction:
+        """The fast path: one job, the whole ensemble, NumPy only."""
+        i = self.index.get(template)
+        if i is None:
+            return Prediction(float("nan"), float("nan"), known=False)
+        self.check_features(template, features)
+        x = self.scaled(i, features)
+        h = self._bias1[i].copy()
+        for j in range(self.n_features[i]):
+            h += x[j] * self._w1x[j]
+        np.maximum(h, 0.0, out=h)
+        h2 = np.matmul(h[:, None, :], self._w2)[:, 0, :]
+        h2 += self._b2
+        np.maximum(h2, 0.0, out=h2)
+        logits = np.einsum("kh,kh->k", h2, self._w3) + self._b3
+        p = 1.0 / (1.0 + np.exp(-logits))
+        return Prediction(float(p.mean()), float(p.std()))
+
+    def predict_batch(self, template_idx: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Member probabilities [K, N] for scaled features x [N, F]: batch throughput."""
+        h = np.einsum("nf,fkh->knh", x, self._w1x) + self._bias1[template_idx].transpose(1, 0, 2)
+        np.maximum(h, 0.0, out=h)
+        h = np.matmul(h, self._w2) + self._b2[:, None, :]
+        np.maximum(h, 0.0, out=h)
+        logits = np.einsum("knh,kh->kn", h, self._w3) + self._b3[:, None]
+        return 1.0 / (1.0 + np.exp(-logits))
+
+
+def _payload(model: ModelFile) -> bytes:
+    meta = dict(model.meta, templates=model.templates, thresholds=model.thresholds,
+                n_features=model.n_features)
+    meta.pop("hash", None)
+    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in model.weights.items()}
+    arrays["mean"] = np.asarray(model.mean, dtype=np.float64)
+    arrays["scale"] = np.asarray(model.scale, dtype=np.float64)
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def save(model: ModelFile, path: str | os.PathLike[str]) -> str:
+    """Write atomically; returns the content hash, which also becomes part of the version."""
+    payload = _payload(model)
+    digest = hashlib.sha256(payload).digest()
+    model.meta["hash"] = digest.hex()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + _HEADER.pack(FORMAT, digest, len(payload)) + payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return digest.hex()
+
+
+def load(path: str | os.PathLike[str]) -> ModelFile:
+    """Read and verify a model file; any defect is one ModelError naming the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"no model at {path}: run `router train` first") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model {path}: {exc.strerror}") from None
+    if not data.startswith(MAGIC):
+        raise ModelError(f"{path} is not a router model file")
+    head = data[len(MAGIC):len(MAGIC) + _HEADER.size]
+    if len(head) < _HEADER.size:
+        raise ModelError(f"model {path} is truncated")
+    fmt, digest, length = _HEADER.unpack(head)
+    if fmt > FORMAT:
+        raise ModelError(f"model {path} has format {fmt}, newer than this router ({FORMAT})")
+    payload = data[len(MAGIC) + _HEADER.size:]
+    if len(payload) != length:
+        raise ModelError(f"model {path} is truncated ({len(payload)} of {length} bytes)")
+    if hashlib.sha256(payload).digest() != digest:
+        raise ModelError(f"model {path} is corrupt (content hash mismatch)")
+    with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("meta").tobytes())
+    meta["hash"] = digest.hex()
+    weights = {k: arrays[k].astype(np.float64) for k in WEIGHTS}
+    return ModelFile(weights, meta.pop("templates"), meta.pop("thresholds"),
+                     meta.pop("n_features"), arrays["mean"], arrays["scale"], meta)
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """|accuracy - confidence| averaged over probability bins, weighted by their size."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            total += sel.sum() * abs(y[sel].mean() - p[sel].mean())
+    return float(total / max(len(p), 1))
+
+
+def finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))

@@ -1,0 +1,305 @@
+"""The policy: which machines exist, the cost threshold, and the decision rule.
+
+The schema lives here once, with its defaults. Validation walks the YAML node tree, so every
+error names the file, the line and the key's path; unknown keys are errors. `decide()` is the
+one function from (template, features, model, policy) to a machine and a short stable reason.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import grp
+import math
+import pwd
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from router.errors import PolicyError
+
+BACKENDS = ("local", "ssh", "slurm")
+RULES = ("threshold", "expected_cost")
+
+# key: (type, default); a dict value is a nested section; ("map", schema) a name -> section map
+MACHINE = {
+    "backend": (str, "local"), "price": (float, 1.0), "speed": (float, 1.0), "slots": (int, 1),
+    "fallback": (str, None), "options": (dict, {}),
+}
+SCHEMA: dict[str, Any] = {
+    "version": (int, 1),
+    "machines": ("map", MACHINE),
+    "threshold": (float, 1.0),
+    "templates": ("list", {"match": (str, None), "threshold": (float, None)}),
+    "route": {
+        "over": (str, None), "under": (str, None), "no_model": (str, None),
+        "unknown_template": (str, None), "uncertain": (str, None), "max_sd": (float, 0.25),
+        "p_over": (float, 0.5), "rule": (str, "threshold"),
+    },
+    "access": {"users": (list, []), "groups": (list, [])},
+    "daemon": {
+        "socket": (str, None), "socket_group": (str, None), "socket_mode": (int, 0o660),
+        "store": (str, None), "model": (str, None), "metrics_port": (int, None),
+        "drain_timeout": (float, 30.0), "model_poll_s": (float, 2.0),
+        "watchdog": (bool, True),
+    },
+    "retrain": {
+        "margin": (float, 0.02), "holdout": (int, 200), "min_accuracy": (float, 0.8),
+        "drift_window": (int, 50), "lock": (str, None),
+    },
+}
+
+
+@dataclass
+class Machine:
+    name: str
+    backend: str
+    price: float
+    speed: float
+    slots: int
+    fallback: str | None
+    options: dict[str, Any]
+
+
+@dataclass
+class Decision:
+    """Where a job goes and why; the reason is short and stable enough to count in metrics."""
+
+    machine: str
+    reason: str
+    p_over: float | None = None
+    sd: float | None = None
+    threshold: float | None = None
+
+
+@dataclass
+class Policy:
+    path: str
+    machines: dict[str, Machine]
+    threshold: float
+    templates: list[dict[str, Any]]
+    route: dict[str, Any]
+    access: dict[str, list[str]]
+    daemon: dict[str, Any]
+    retrain: dict[str, Any]
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def threshold_for(self, argv: list[str]) -> float:
+        """The first template rule whose glob matches the command line, else the global one."""
+        line = shlex.join(argv)
+        for rule in self.templates:
+            if fnmatch.fnmatchcase(line, rule["match"]):
+                return float(rule["threshold"])
+        return self.threshold
+
+    def allows(self, uid: int) -> bool:
+        users, groups = self.access["users"], self.access["groups"]
+        if not users and not groups:
+            return True
+        try:
+            pw = pwd.getpwuid(uid)
+        except KeyError:
+            return False
+        if pw.pw_name in users or str(uid) in map(str, users):
+            return True
+        names = {g.gr_name for g in grp.getgrall() if pw.pw_name in g.gr_mem}
+        try:
+            names.add(grp.getgrgid(pw.pw_gid).gr_name)
+        except KeyError:
+            pass
+        return bool(names & set(groups))
+
+
+class _Checker:
+    """Walks YAML nodes against the schema, collecting every error with its line."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.errors: list[str] = []
+
+    def error(self, node: yaml.Node, key: str, message: str) -> None:
+        self.errors.append(f"{self.path}:{node.start_mark.line + 1}: {key}: {message}")
+
+    def scalar(self, node: yaml.Node, kind: Any, key: str, default: Any) -> Any:
+        if kind is dict:
+            if not isinstance(node, yaml.MappingNode):
+                self.error(node, key, "expected a mapping")
+                return default
+            return yaml.safe_load(yaml.serialize(node))
+        if kind is list:
+            if not isinstance(node, yaml.SequenceNode):
+                self.error(node, key, "expected a list")
+                return default
+            return [str(n.value) for n in node.value]
+        value = yaml.safe_load(yaml.serialize(node)) if isinstance(node, yaml.ScalarNode) else node
+        if value is None:
+            return None
+        ok = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}[kind]
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, ok):
+            self.error(node, key, f"expected {kind.__name__}, got {value!r}")
+            return default
+        return kind(value)
+
+    def section(self, node: yaml.Node, schema: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if not isinstance(node, yaml.MappingNode):
+            self.error(node, prefix or "(top)", "expected a mapping")
+            node = yaml.MappingNode("tag:yaml.org,2002:map", [])
+        seen = {}
+        for knode, vnode in node.value:
+            key = str(knode.value)
+            path = f"{prefix}.{key}" if prefix else key
+            if key not in schema:
+                self.error(knode, path, f"unknown key (known: {', '.join(schema)})")
+                continue
+            seen[key] = vnode
+            spec = schema[key]
+            if isinstance(spec, dict):
+                out[key] = self.section(vnode, spec, path)
+            elif spec[0] == "map":
+                out[key] = self.named(vnode, spec[1], path)
+            elif spec[0] == "list":
+                items = vnode.value if isinstance(vnode, yaml.SequenceNode) else []
+                if not isinstance(vnode, yaml.SequenceNode):
+                    self.error(vnode, path, "expected a list")
+                out[key] = [self.section(i, spec[1], f"{path}[{n}]") for n, i in enumerate(items)]
+            else:
+                out[key] = self.scalar(vnode, spec[0], path, spec[1])
+        for key, spec in schema.items():
+            if key not in seen:
+                out[key] = (self.section(yaml.MappingNode("tag:yaml.org,2002:map", []), spec, key)
+                            if isinstance(spec, dict) else [] if spec[0] in ("map", "list")
+                            else spec[1])
+        return out
+
+    def named(self, node: yaml.Node, schema: dict[str, Any], prefix: str) -> dict[str, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            self.error(node, prefix, "expected a mapping of names")
+            return {}
+        return {str(k.value): (k, self.section(v, schema, f"{prefix}.{k.value}"))
+                for k, v in node.value}
+
+
+def _check_meaning(c: _Checker, root: yaml.Node, raw: dict[str, Any]) -> None:
+    """Checks across keys: machines named in route exist, numbers are in range."""
+    machines = {name: m for name, (_, m) in raw["machines"].items()}
+    if not machines:
+        c.error(root, "machines", "at least one machine is required")
+    for name, (knode, m) in raw["machines"].items():
+        if m["backend"] not in BACKENDS:
+            c.error(knode, f"machines.{name}.backend", f"unknown backend {m['backend']!r} "
+                    f"(known: {', '.join(BACKENDS)})")
+        for key in ("price", "speed"):
+            if m[key] is None or m[key] <= 0:
+                c.error(knode, f"machines.{name}.{key}", "must be > 0")
+        if m["slots"] is None or m["slots"] < 1:
+            c.error(knode, f"machines.{name}.slots", "must be >= 1")
+        if m["fallback"] is not None and m["fallback"] not in machines:
+            c.error(knode, f"machines.{name}.fallback", f"no machine named {m['fallback']!r}")
+    for key in ("over", "under", "no_model", "unknown_template", "uncertain"):
+        value = raw["route"][key]
+        if value is not None and value not in machines:
+            c.error(root, f"route.{key}", f"no machine named {value!r}")
+    if raw["route"]["rule"] not in RULES:
+        c.error(root, "route.rule", f"expected one of {', '.join(RULES)}")
+    for n, rule in enumerate(raw["templates"]):
+        if not rule["match"] or rule["threshold"] is None:
+            c.error(root, f"templates[{n}]", "needs both match and threshold")
+    if raw["threshold"] is None or raw["threshold"] <= 0:
+        c.error(root, "threshold", "must be > 0")
+
+
+def _defaults(raw: dict[str, Any], machines: dict[str, Machine]) -> None:
+    """Route targets default to the cheapest and the fastest machine."""
+    if not machines:
+        return
+    cheapest = min(machines.values(), key=lambda m: (m.price, -m.speed)).name
+    fastest = max(machines.values(), key=lambda m: (m.speed, -m.price)).name
+    route = raw["route"]
+    route["under"] = route["under"] or cheapest
+    route["over"] = route["over"] or fastest
+    for key in ("no_model", "unknown_template"):
+        route[key] = route[key] or route["under"]
+    route["uncertain"] = route["uncertain"] or route["over"]
+
+
+def parse_policy(text: str, path: str = "<policy>") -> Policy:
+    """Validate a policy text; every error at once, each with file:line and key path."""
+    try:
+        root = yaml.compose(text) or yaml.MappingNode("tag:yaml.org,2002:map", [])
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise PolicyError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    c = _Checker(path)
+    raw = c.section(root, SCHEMA, "")
+    if not isinstance(raw["machines"], dict):
+        raw["machines"] = {}
+    _check_meaning(c, root, raw)
+    if c.errors:
+        raise PolicyError("\n".join(c.errors))
+    machines = {name: Machine(name=name, **m) for name, (_, m) in raw["machines"].items()}
+    _defaults(raw, machines)
+    return Policy(path, machines, raw["threshold"], raw["templates"], raw["route"],
+                  raw["access"], raw["daemon"], raw["retrain"], raw)
+
+
+def load_policy(path: str | Path) -> Policy:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
+    return parse_policy(text, str(path))
+
+
+def decide(template: str, features: tuple[float, ...] | list[float], argv: list[str],
+           model: Any, policy: Policy) -> Decision:
+    """The routing rule. `model` is a ModelFile or None; no JAX is needed here."""
+    route = policy.route
+    threshold = policy.threshold_for(argv)
+    if model is None:
+        return Decision(route["no_model"], "no model", threshold=threshold)
+    trained_for = model.threshold(template)
+    if trained_for is None:
+        return Decision(route["unknown_template"], "no model for template", threshold=threshold)
+    if not math.isnan(trained_for) and not math.isclose(trained_for, threshold, rel_tol=1e-9):
+        return Decision(route["unknown_template"],
+                        f"model threshold {trained_for:g} != policy {threshold:g}",
+                        threshold=threshold)
+    if len(features) != model.n_features[model.index[template]]:
+        return Decision(route["unknown_template"], "model for other features",
+                        threshold=threshold)
+    pred = model.predict(template, features)
+    p, sd = pred.p_over, pred.sd
+    if sd > route["max_sd"]:
+        return Decision(route["uncertain"], f"uncertain: sd {sd:.2f}", p, sd, threshold)
+    if route["rule"] == "expected_cost":
+        return _cheapest(template, p, sd, threshold, model, policy)
+    if p >= route["p_over"]:
+        return Decision(route["over"], f"model p={p:.2f} >= {route['p_over']:.2f}", p, sd,
+                        threshold)
+    return Decision(route["under"], f"model p={p:.2f} < {route['p_over']:.2f}", p, sd, threshold)
+
+
+def _cheapest(template: str, p: float, sd: float, threshold: float, model: Any,
+              policy: Policy) -> Decision:
+    """Lowest price x predicted cost / speed, the cost being p-weighted over the template's
+    mean costs of expensive and cheap runs."""
+    under, over = model.meta.get("cost_means", {}).get(template, [threshold, threshold])
+    cost = p * over + (1 - p) * under
+    best = min(policy.machines.values(), key=lambda m: m.price * cost / m.speed)
+    return Decision(best.name, f"expected cost {cost:.3g}s: {best.name} cheapest", p, sd,
+                    threshold)
+
+
+def route(argv: list[str], model: Any, policy: Policy, cwd: str | None = None) -> dict[str, Any]:
+    """Shape and decide one command: what `predict --json`, `serve` and `--dry-run` print."""
+    from router.features import shape
+
+    sh = shape(argv, cwd)
+    d = decide(sh.template, sh.features, argv, model, policy)
+    return {"argv": list(argv), "template": sh.template, "features": list(sh.features),
+            "p_over": d.p_over, "sd": d.sd, "machine": d.machine, "reason": d.reason,
+            "threshold": d.threshold, "model_version": model.version if model else None}

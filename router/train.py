@@ -1,0 +1,342 @@
+"""Training: whole epochs in one jitted function, the ensemble vmapped, data-parallel over devices.
+
+An epoch is `lax.scan` over batches inside one `jax.jit`, so Python dispatch does not bound the
+speed; every ensemble member is trained at once on stacked parameters; the batch axis is
+sharded over a `Mesh` of the devices used (on a GPU or TPU, all of them; on the CPU one by
+default, since sharding over forced host devices only made the CPU slower here). Classes are
+weighted so that a rare "expensive" class still counts; training stops early on a validation
+split; a seed makes it deterministic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from router import modelfile
+from router.dataset import Dataset
+from router.errors import DataError
+from router.model import Arch, ensemble_logits, from_arrays, graph, init_members, to_arrays
+from router.modelfile import ModelFile, expected_calibration_error, slog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOptions:
+    """Knobs with defaults that fit a few hundred to a few million runs."""
+
+    seed: int = 0
+    members: int = 5
+    hidden: int = 64
+    embed_dim: int = 8
+    batch: int = 256
+    max_epochs: int = 3000
+    patience: int = 150
+    learning_rate: float = 3e-3
+    val_fraction: float = 0.2
+    devices: int | None = None     # None: all accelerators, or one CPU device
+    progress: bool = False
+    min_steps: int = 3000          # small data sets get more epochs, not fewer updates
+
+
+def pick_devices(count: int | None) -> list[Any]:
+    devices = jax.local_devices()
+    if count is None:
+        count = 1 if devices[0].platform == "cpu" else len(devices)
+    if count > len(devices):
+        raise DataError(f"asked for {count} devices, JAX sees {len(devices)}")
+    return devices[:count]
+
+
+def scaling(data: Dataset, templates: list[str], width: int,
+            base: ModelFile | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-template mean and spread of slog(features); a base model's are kept as they were."""
+    mean = np.zeros((len(templates), width))
+    scale = np.ones((len(templates), width))
+    by_t: dict[str, list[tuple[float, ...]]] = {}
+    for t, f in zip(data.templates, data.features):
+        by_t.setdefault(t, []).append(f)
+    for i, t in enumerate(templates):
+        if base is not None and t in base.index:
+            j, n = base.index[t], base.n_features[base.index[t]]
+            mean[i, :n], scale[i, :n] = base.mean[j, :n], base.scale[j, :n]
+        elif t in by_t:
+            x = slog(np.asarray(by_t[t], dtype=float))
+            n = x.shape[1]
+            mean[i, :n] = x.mean(axis=0)
+            scale[i, :n] = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
+    return mean, scale
+
+
+def encode(data: Dataset, model: ModelFile | Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled, padded features [N, F] and template indices [N]."""
+    index = model.index
+    t_idx = np.array([index[t] for t in data.templates], dtype=np.int32)
+    x = np.zeros((len(data), model.width), dtype=np.float32)
+    for row, (i, f) in enumerate(zip(t_idx, data.features)):
+        n = len(f)
+        if n:
+            x[row, :n] = (slog(np.asarray(f, dtype=float)) - model.mean[i, :n]) / model.scale[i, :n]
+    return x, t_idx
+
+
+def _template_info(data: Dataset, base: ModelFile | None) -> tuple[list[str], list[float], list[int]]:
+    templates = list(base.templates) if base else []
+    thresholds = list(base.thresholds) if base else []
+    n_features = list(base.n_features) if base else []
+    known = set(templates)
+    latest: dict[str, tuple[float, int]] = {}
+    for t, f, th in zip(data.templates, data.features, data.thresholds):
+        if t in latest and latest[t][1] != len(f):
+            raise DataError(f"template {t!r} has runs with {latest[t][1]} and {len(f)} features")
+        latest[t] = (th, len(f))
+    for t, (th, n) in latest.items():
+        if t not in known:
+            templates.append(t)
+            thresholds.append(th)
+            n_features.append(n)
+            known.add(t)
+        else:
+            i = templates.index(t)
+            thresholds[i] = th
+            if n_features[i] != n:
+                raise DataError(f"model for other features: template {t!r} has "
+                                f"{n_features[i]} features in the model, {n} in the data")
+    return templates, thresholds, n_features
+
+
+def _cost_means(data: Dataset, templates: list[str]) -> dict[str, list[float]]:
+    """Mean cost of each template's under and over runs: the expected-cost rule's inputs."""
+    sums: dict[str, list[float]] = {t: [0.0, 0.0, 0.0, 0.0] for t in templates}
+    for t, y, c in zip(data.templates, data.labels, data.costs):
+        if not math.isnan(c):
+            s = sums[t]
+            s[2 * y] += c
+            s[2 * y + 1] += 1
+    return {t: [s[0] / s[1] if s[1] else 0.0, s[2] / s[3] if s[3] else 0.0]
+            for t, s in sums.items()}
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(n * fraction) if n >= 20 else 0
+    return order[n_val:], order[:n_val]
+
+
+def _enable_compile_cache() -> None:
+    """Reuse compiled epochs across processes: a second `router train` skips the compile."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    try:
+        jax.config.update("jax_compilation_cache_dir", os.path.join(base, "router", "jax"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    except (AttributeError, ValueError) as exc:   # older JAX: compile every time
+        log.debug("no persistent compilation cache: %s", exc)
+
+
+_enable_compile_cache()
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(arch: Arch, lr: float, batch: int, chunk: int) -> tuple[Any, ...]:
+    """The jitted functions for one architecture: built once per process, not per fit."""
+    graphdef = graph(arch)
+    tx = optax.adam(lr)
+
+    def loss_fn(states: Any, x: jax.Array, t: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
+        logits = ensemble_logits(graphdef, states, x, t)
+        per = optax.sigmoid_binary_cross_entropy(logits, y[None, :]) * w[None, :]
+        return per.sum() / jnp.maximum(w.sum(), 1.0)   # summed over members: separate grads
+
+    def step(carry: Any, idx: jax.Array, x: jax.Array, t: jax.Array, y: jax.Array,
+             w: jax.Array) -> tuple[Any, jax.Array]:
+        states, opt_state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(states, x[idx], t[idx], y[idx], w[idx])
+        updates, opt_state = tx.update(grads, opt_state, states)
+        return (optax.apply_updates(states, updates), opt_state), loss
+
+    def epochs(states: Any, opt_state: Any, key: jax.Array, x: jax.Array, t: jax.Array,
+               y: jax.Array, w: jax.Array) -> tuple[Any, Any, jax.Array]:
+        """`chunk` epochs; each is one lax.scan over the shuffled batches."""
+        n = x.shape[0]
+
+        def epoch(carry: Any, k: jax.Array) -> tuple[Any, jax.Array]:
+            perm = jax.random.permutation(k, n).reshape(n // batch, batch)
+            carry, losses = jax.lax.scan(lambda c, i: step(c, i, x, t, y, w), carry, perm)
+            return carry, losses.mean()
+
+        (states, opt_state), losses = jax.lax.scan(epoch, (states, opt_state),
+                                                   jax.random.split(key, chunk))
+        return states, opt_state, losses[-1]
+
+    def probs(states: Any, x: jax.Array, t: jax.Array) -> jax.Array:
+        return jax.nn.sigmoid(ensemble_logits(graphdef, states, x, t))
+
+    return (graphdef, tx, jax.jit(epochs), jax.jit(loss_fn),
+            jax.jit(functools.partial(init_members, arch)), jax.jit(probs))
+
+
+class Trainer:
+    """Trains one ensemble on one device set; the compiled functions are shared."""
+
+    CHUNK = 10   # epochs per jitted call, and how often early stopping looks
+
+    def __init__(self, arch: Arch, opts: TrainOptions):
+        self.arch = arch
+        self.opts = opts
+        self.devices = pick_devices(opts.devices)
+        self.mesh = Mesh(np.array(self.devices), ("data",))
+        self.replicated = NamedSharding(self.mesh, P())
+        self.rows = NamedSharding(self.mesh, P("data"))
+        _, self.tx, _, _, init, self._probs = _compiled(arch, opts.learning_rate, 1, 1)
+        keys = jax.random.split(jax.random.key(opts.seed), arch.members)
+        self.states = init(keys)
+
+    def fit(self, x: np.ndarray, t: np.ndarray, y: np.ndarray, w: np.ndarray,
+            val: tuple[np.ndarray, ...] | None) -> dict[str, Any]:
+        n = len(y)
+        ndev = len(self.devices)
+        batch = max(ndev, min(self.opts.batch, n) // ndev * ndev)
+        pad = (-n) % batch
+        if pad:   # padded rows weigh nothing
+            x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
+            t = np.concatenate([t, np.zeros(pad, t.dtype)])
+            y = np.concatenate([y, np.zeros(pad, y.dtype)])
+            w = np.concatenate([w, np.zeros(pad, w.dtype)])
+        _, _, run, loss_fn, _, _ = _compiled(self.arch, self.opts.learning_rate, batch,
+                                             self.CHUNK)
+        xs, ts, ys, ws = (jax.device_put(a, self.rows) for a in (x, t, y, w))
+        states = jax.device_put(self.states, self.replicated)
+        opt_state = self.tx.init(states)
+        steps_per_epoch = len(y) // batch
+        epochs = min(self.opts.max_epochs, max(50, self.opts.min_steps // steps_per_epoch + 1))
+        key = jax.random.key(self.opts.seed + 1)
+        best, best_states, since_best, epoch = math.inf, states, 0, 0
+        vals = [jax.device_put(a, self.replicated) for a in val] if val is not None else None
+        while epoch < epochs:
+            key, sub = jax.random.split(key)
+            states, opt_state, loss = run(states, opt_state, sub, xs, ts, ys, ws)
+            epoch += self.CHUNK
+            score = float(loss_fn(states, *vals)) if vals else float(loss)
+            if score < best - 1e-5:
+                best, best_states, since_best = score, states, 0
+            else:
+                since_best += self.CHUNK
+            if self.opts.progress:
+                print(f"\repoch {epoch} loss {float(loss):.4f} val {score:.4f}", end="",
+                      file=sys.stderr, flush=True)
+            if since_best >= self.opts.patience:
+                break
+        if self.opts.progress:
+            print(file=sys.stderr)
+        self.states = best_states
+        return {"epochs": epoch, "best_loss": best, "batch": batch}
+
+    def probabilities(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        x, t = (jax.device_put(a, self.replicated) for a in (x, t))
+        return np.asarray(self._probs(self.states, x, t))
+
+
+def class_weights(y: np.ndarray) -> np.ndarray:
+    pos = y.sum()
+    neg = len(y) - pos
+    if pos == 0 or neg == 0:
+        return np.ones(len(y), dtype=np.float32)
+    return np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg)).astype(np.float32)
+
+
+@dataclass
+class Layout:
+    """Templates, their thresholds and feature counts, and the feature scaling of a model."""
+
+    templates: list[str]
+    thresholds: list[float]
+    n_features: list[int]
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def width(self) -> int:
+        return int(self.mean.shape[1])
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.templates)}
+
+
+def layout(data: Dataset, base: ModelFile | None) -> Layout:
+    templates, thresholds, n_features = _template_info(data, base)
+    width = max([*n_features, base.width if base else 0, 1])
+    mean, scale = scaling(data, templates, width, base)
+    return Layout(templates, thresholds, n_features, mean, scale)
+
+
+def _warm_start(trainer: Trainer, base: ModelFile, shell: Layout) -> None:
+    """Start from the base model's weights; new templates get embeddings near the average."""
+    arrays = {k: np.asarray(v) for k, v in to_arrays(trainer.states).items()}
+    old = {k: np.asarray(v) for k, v in base.weights.items()}
+    k, t_old, _ = old["embed"].shape
+    arrays["embed"][:, :t_old] = old["embed"]
+    arrays["embed"][:, t_old:] = old["embed"].mean(axis=1, keepdims=True)
+    f_old = base.width
+    arrays["w1"][:] = 0.0
+    arrays["w1"][:, :f_old] = old["w1"][:, :f_old]
+    arrays["w1"][:, shell.width:] = old["w1"][:, f_old:]
+    for name in ("b1", "w2", "b2", "w3", "b3"):
+        arrays[name] = old[name]
+    trainer.states = from_arrays(trainer.states, arrays)
+
+
+def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
+        extra_meta: dict[str, Any] | None = None) -> ModelFile:
+    """Train a model on `data`; with `base`, start from its weights (incremental)."""
+    if len(data) == 0:
+        raise DataError("no training samples")
+    shell = layout(data, base)
+    if base is not None:
+        w1, embed = base.weights["w1"], base.weights["embed"]
+        opts = TrainOptions(**{**opts.__dict__, "members": w1.shape[0], "hidden": w1.shape[2],
+                               "embed_dim": embed.shape[2]})
+    arch = Arch(len(shell.templates), shell.width, opts.embed_dim, opts.hidden, opts.members)
+    trainer = Trainer(arch, opts)
+    if base is not None:
+        _warm_start(trainer, base, shell)
+    x, t = encode(data, shell)
+    y = np.asarray(data.labels, dtype=np.float32)
+    train_idx, val_idx = _split(len(y), opts.val_fraction, opts.seed)
+    w = class_weights(y[train_idx])
+    val = None
+    if len(val_idx):
+        val = (x[val_idx], t[val_idx], y[val_idx], class_weights(y[val_idx]))
+    info = trainer.fit(x[train_idx], t[train_idx], y[train_idx], w, val)
+    check = val_idx if len(val_idx) else train_idx
+    p = trainer.probabilities(x[check], t[check]).mean(axis=0)
+    weights = {k: np.asarray(v, dtype=np.float64) for k, v in to_arrays(trainer.states).items()}
+    meta = {
+        "arch": arch.__dict__, "samples": len(y), "train_samples": int(len(train_idx)),
+        "val_samples": int(len(val_idx)),
+        "val_accuracy": float(((p >= 0.5) == (y[check] == 1)).mean()),
+        "calibration_error": expected_calibration_error(p, y[check]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__, "devices": [str(d) for d in trainer.devices],
+        "seed": opts.seed, "cost_means": _cost_means(data, shell.templates),
+        "generation": (base.meta.get("generation", 0) + 1) if base else 1,
+        "watermark": max(data.seqs, default=0), **info, **(extra_meta or {}),
+    }
+    if base is not None:
+        meta["cost_means"] = {**base.meta.get("cost_means", {}), **meta["cost_means"]}
+        meta["watermark"] = max(meta["watermark"], base.meta.get("watermark", 0))
+    return ModelFile(weights, shell.templates, shell.thresholds, shell.n_features,
+                     shell.mean, shell.scale, meta)

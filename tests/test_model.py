@@ -1,0 +1,164 @@
+"""The model file, the NumPy fast path, training determinism and sharding."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ROUTER
+from router import modelfile
+from router.dataset import Dataset, from_lines
+from router.errors import DataError, ModelError
+from router.model import Arch, ensemble_logits, from_arrays, graph, init_members
+from router.train import TrainOptions, encode, fit
+
+FAST = TrainOptions(max_epochs=300, min_steps=300, patience=10**6, members=3)
+
+
+def toy(n: int = 120, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    data = Dataset()
+    for _ in range(n):
+        a = float(rng.uniform(1, 100))
+        data.add("/p {num}", (a,), int(a > 50), a / 1000, 0.05)
+        b, c = float(rng.uniform(1, 50)), float(rng.uniform(1, 50))
+        data.add("/q {num} {num}", (b, c), int(b * c > 600), b * c / 1e4, 0.05)
+    return data
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return fit(toy(), FAST)
+
+
+def test_learns_a_simple_cut(trained):
+    assert trained.meta["val_accuracy"] >= 0.9
+    assert trained.predict("/p {num}", (90.0,)).p_over > 0.8
+    assert trained.predict("/p {num}", (5.0,)).p_over < 0.2
+    assert not trained.predict("/other", ()).known
+
+
+def test_fast_path_agrees_with_the_jax_forward(trained):
+    arch = Arch(**trained.meta["arch"])
+    states = from_arrays(init_members(arch, __import__("jax").random.split(
+        __import__("jax").random.key(0), arch.members)), trained.weights)
+    data = toy(40, seed=1)
+    x, t = encode(data, trained)
+    jax_p = np.asarray(1 / (1 + jnp.exp(-ensemble_logits(graph(arch), states, x, t))))
+    for i in range(len(data)):
+        fast = trained.predict(data.templates[i], data.features[i])
+        assert abs(fast.p_over - jax_p[:, i].mean()) <= 1e-5
+        assert abs(fast.sd - jax_p[:, i].std()) <= 1e-5
+    batch = trained.predict_batch(t, x)
+    np.testing.assert_allclose(batch, jax_p, atol=1e-5)
+
+
+def test_model_file_roundtrip_and_refusals(trained, tmp_path):
+    path = tmp_path / "m.rmod"
+    modelfile.save(trained, path)
+    back = modelfile.load(path)
+    assert back.version == trained.version and back.templates == trained.templates
+    assert back.predict("/p {num}", (90.0,)).p_over == pytest.approx(
+        trained.predict("/p {num}", (90.0,)).p_over, abs=1e-6)
+    assert back.meta["jax_version"] and back.meta["devices"] and "calibration_error" in back.meta
+    data = path.read_bytes()
+    for name, content, message in [
+        ("trunc", data[: len(data) // 2], "truncated"),
+        ("corrupt", data[:-10] + b"x" * 10, "corrupt"),
+        ("foreign", b"PK\x03\x04 not a model", "not a router model"),
+        ("empty", b"", "not a router model"),
+    ]:
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        with pytest.raises(ModelError, match=message):
+            modelfile.load(bad)
+    with pytest.raises(ModelError, match="no model"):
+        modelfile.load(tmp_path / "missing")
+
+
+def test_other_features_are_refused(trained):
+    with pytest.raises(ModelError, match="other features"):
+        trained.predict("/p {num}", (1.0, 2.0))
+
+
+def test_same_seed_same_model():
+    a, b = fit(toy(60), FAST), fit(toy(60), FAST)
+    for k in a.weights:
+        np.testing.assert_array_equal(a.weights[k], b.weights[k])
+
+
+def test_sharded_over_four_devices_matches_one(tmp_path):
+    """Data-parallel over forced host devices gives the same model up to float tolerance."""
+    script = tmp_path / "shard.py"
+    script.write_text(f"""
+import sys, numpy as np
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+from test_model import toy, FAST
+from router.train import fit
+import jax
+assert len(jax.devices()) == 4, jax.devices()
+from router.train import TrainOptions
+opts = TrainOptions(**{{**FAST.__dict__, "devices": 4, "batch": 64}})
+four = fit(toy(64), opts)
+ones = TrainOptions(**{{**FAST.__dict__, "devices": 1, "batch": 64}})
+one = fit(toy(64), ones)
+assert len(four.meta["devices"]) == 4
+for k in one.weights:
+    np.testing.assert_allclose(one.weights[k], four.weights[k], atol=2e-3, rtol=2e-3)
+print("ok")
+""")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def test_text_format_and_bad_lines():
+    data = from_lines(["4 | 0", "90 | 1", "", "# comment", "7|0"], None)
+    assert data.labels == [0, 1, 0] and data.templates[0] == "- {num}"
+    with pytest.raises(DataError, match="line 2: label must be 0 or 1"):
+        from_lines(["4 | 0", "5 | maybe"], None)
+    with pytest.raises(DataError, match="line 1: expected"):
+        from_lines(["no separator"], None)
+    with pytest.raises(DataError, match="line 1: not JSON"):
+        from_lines(["{broken"], None)
+
+
+def test_train_and_predict_through_pipes(env, tmp_path):
+    lines = "".join(f"{i} | {int(i > 50)}\n" for i in range(1, 101))
+    r = subprocess.run(["sh", "-c", f"yes \"$(cat)\" | head -n 2000 | {' '.join(ROUTER)} train "
+                        "--data - --threshold 1 --epochs 200 --json"],
+                       input=lines, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["samples"] == 2000 * 100 // 100 and summary["val_accuracy"] > 0.9
+    p = subprocess.run([*ROUTER, "predict", "--json", "--threshold", "1", "--", "-"],
+                       input="3\n97\n50.5\n",
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(l) for l in p.stdout.splitlines()]
+    assert [o["argv"][-1] for o in out] == ["3", "97", "50.5"]
+    assert out[0]["p_over"] < 0.5 < out[1]["p_over"]
+    for o in out:
+        assert {"template", "p_over", "sd", "machine", "reason"} <= set(o)
+
+
+def test_bad_data_keeps_the_old_model(env, tmp_path):
+    model = tmp_path / "model.rmod"
+    model.write_bytes(b"old")
+    r = subprocess.run([*ROUTER, "train", "--data", "-", "--threshold", "1"], input="1 | 0\n2 | x\n",
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "data line 2" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert model.read_bytes() == b"old"
+
+
+def test_unknown_template_gets_the_policy_default(env):
+    p = subprocess.run([*ROUTER, "predict", "--", "/bin/echo", "1"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\t")[3:] == ["cheap", "no model\n"]
