@@ -134,7 +134,7 @@ def _train(args: argparse.Namespace) -> int:
     data = _training_data(args)
     opts = TrainOptions(seed=args.seed, devices=args.devices, progress=sys.stderr.isatty())
     if args.epochs:
-        opts.max_epochs = opts.min_steps = args.epochs
+        opts.epochs, opts.val_fraction = args.epochs, 0.0
     model = fit(data, opts)
     modelfile.save(model, _model_path(args))
     m = model.meta

@@ -44,12 +44,13 @@ class TrainOptions:
     embed_dim: int = 8
     batch: int = 256
     max_epochs: int = 3000
-    patience: int = 150
+    patience: int = 300
     learning_rate: float = 3e-3
     val_fraction: float = 0.2
     devices: int | None = None     # None: all accelerators, or one CPU device
     progress: bool = False
     min_steps: int = 3000          # small data sets get more epochs, not fewer updates
+    epochs: int | None = None      # train exactly this many epochs, no early stopping
 
 
 def pick_devices(count: int | None) -> list[Any]:
@@ -221,28 +222,41 @@ class Trainer:
         states = jax.device_put(self.states, self.replicated)
         opt_state = self.tx.init(states)
         steps_per_epoch = len(y) // batch
-        epochs = min(self.opts.max_epochs, max(50, self.opts.min_steps // steps_per_epoch + 1))
+        epochs = self.opts.epochs or min(self.opts.max_epochs,
+                                         max(50, self.opts.min_steps // steps_per_epoch + 1))
         key = jax.random.key(self.opts.seed + 1)
-        best, best_states, since_best, epoch = math.inf, states, 0, 0
+        best, best_states, since_best, epoch, best_epoch = (math.inf, math.inf), states, 0, 0, 0
         vals = [jax.device_put(a, self.replicated) for a in val] if val is not None else None
         while epoch < epochs:
             key, sub = jax.random.split(key)
             states, opt_state, loss = run(states, opt_state, sub, xs, ts, ys, ws)
             epoch += self.CHUNK
-            score = float(loss_fn(states, *vals)) if vals else float(loss)
-            if score < best - 1e-5:
-                best, best_states, since_best = score, states, 0
+            score = self._score(states, vals, loss)
+            if score < best:
+                best, best_states, since_best, best_epoch = score, states, 0, epoch
             else:
                 since_best += self.CHUNK
             if self.opts.progress:
-                print(f"\repoch {epoch} loss {float(loss):.4f} val {score:.4f}", end="",
-                      file=sys.stderr, flush=True)
+                print(f"\repoch {epoch} loss {float(loss):.4f} val error {score[0]:.4f}",
+                      end="", file=sys.stderr, flush=True)
             if since_best >= self.opts.patience:
                 break
         if self.opts.progress:
             print(file=sys.stderr)
         self.states = best_states
-        return {"epochs": epoch, "best_loss": best, "batch": batch}
+        return {"epochs": epoch, "best_epoch": best_epoch, "best_loss": best[1], "batch": batch}
+
+    def _score(self, states: Any, vals: list[jax.Array] | None, loss: jax.Array) -> tuple:
+        """Validation error first (it is what routing gets wrong), loss to break ties: loss
+        alone stops too early on small, nearly noiseless sets, where confident boundaries
+        cost loss on one held-out run but route better."""
+        if vals is None:
+            return (0.0, float(loss))
+        x, t, y, w = vals
+        p = self._probs(states, x, t).mean(axis=0)
+        err = float(jnp.mean((p >= 0.5) != (y == 1)))
+        _, _, _, loss_fn, _, _ = _compiled(self.arch, self.opts.learning_rate, 1, 1)
+        return (round(err, 6), float(loss_fn(states, x, t, y, w)))
 
     def probabilities(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
         x, t = (jax.device_put(a, self.replicated) for a in (x, t))
@@ -299,6 +313,13 @@ def _warm_start(trainer: Trainer, base: ModelFile, shell: Layout) -> None:
     trainer.states = from_arrays(trainer.states, arrays)
 
 
+def _trainer(arch: Arch, opts: TrainOptions, base: ModelFile | None, shell: Layout) -> Trainer:
+    trainer = Trainer(arch, opts)
+    if base is not None:
+        _warm_start(trainer, base, shell)
+    return trainer
+
+
 def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
         extra_meta: dict[str, Any] | None = None) -> ModelFile:
     """Train a model on `data`; with `base`, start from its weights (incremental)."""
@@ -310,19 +331,21 @@ def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
         opts = TrainOptions(**{**opts.__dict__, "members": w1.shape[0], "hidden": w1.shape[2],
                                "embed_dim": embed.shape[2]})
     arch = Arch(len(shell.templates), shell.width, opts.embed_dim, opts.hidden, opts.members)
-    trainer = Trainer(arch, opts)
-    if base is not None:
-        _warm_start(trainer, base, shell)
     x, t = encode(data, shell)
     y = np.asarray(data.labels, dtype=np.float32)
     train_idx, val_idx = _split(len(y), opts.val_fraction, opts.seed)
-    w = class_weights(y[train_idx])
+    trainer = _trainer(arch, opts, base, shell)
     val = None
     if len(val_idx):
         val = (x[val_idx], t[val_idx], y[val_idx], class_weights(y[val_idx]))
-    info = trainer.fit(x[train_idx], t[train_idx], y[train_idx], w, val)
+    info = trainer.fit(x[train_idx], t[train_idx], y[train_idx], class_weights(y[train_idx]), val)
     check = val_idx if len(val_idx) else train_idx
     p = trainer.probabilities(x[check], t[check]).mean(axis=0)
+    if len(val_idx):   # the split chose the epochs; the model itself learns from every run
+        epochs = max(info["best_epoch"], Trainer.CHUNK)
+        refit = TrainOptions(**{**opts.__dict__, "epochs": epochs, "patience": 10**9})
+        trainer = _trainer(arch, refit, base, shell)
+        trainer.fit(x, t, y, class_weights(y), None)
     weights = {k: np.asarray(v, dtype=np.float64) for k, v in to_arrays(trainer.states).items()}
     meta = {
         "arch": arch.__dict__, "samples": len(y), "train_samples": int(len(train_idx)),

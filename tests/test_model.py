@@ -16,7 +16,7 @@ from router.errors import DataError, ModelError
 from router.model import Arch, ensemble_logits, from_arrays, graph, init_members
 from router.train import TrainOptions, encode, fit
 
-FAST = TrainOptions(max_epochs=300, min_steps=300, patience=10**6, members=3)
+FAST = TrainOptions(epochs=300, members=3)
 
 
 def toy(n: int = 120, seed: int = 0) -> Dataset:
