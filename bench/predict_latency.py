@@ -1,0 +1,66 @@
+"""Latency of one fast-path prediction of the whole ensemble (NumPy, what the daemon uses),
+batched throughput, and a jitted JAX call of the same model beside it. Last line: JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from router.dataset import Dataset
+from router.model import Arch, ensemble_logits, from_arrays, graph, init_members
+from router.train import TrainOptions, encode, fit
+
+CALLS = 20000
+
+
+def percentile(samples: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(samples) * 1e6, q))
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    data = Dataset()
+    for a in rng.uniform(1, 100, 400):
+        data.add("/bin/prog {num}", (float(a),), int(a > 50), 0.0, 1.0)
+    model = fit(data, TrainOptions(epochs=50))
+    feats = [(float(a),) for a in rng.uniform(1, 100, CALLS)]
+    lat = []
+    for f in feats:
+        start = time.perf_counter()
+        model.predict("/bin/prog {num}", f)
+        lat.append(time.perf_counter() - start)
+    x, t = encode(data, model)
+    n = 4096
+    xb, tb = np.resize(x, (n, x.shape[1])), np.resize(t, n)
+    start = time.perf_counter()
+    for _ in range(20):
+        model.predict_batch(tb, xb)
+    batch_per_s = 20 * n / (time.perf_counter() - start)
+    arch = Arch(**model.meta["arch"])
+    states = from_arrays(init_members(arch, jax.random.split(jax.random.key(0), arch.members)),
+                         model.weights)
+    g = graph(arch)
+    fwd = jax.jit(lambda s, x, t: jax.nn.sigmoid(ensemble_logits(g, s, x, t)).mean(0))
+    one_x, one_t = jnp.asarray(x[:1]), jnp.asarray(t[:1])
+    fwd(states, one_x, one_t).block_until_ready()
+    jlat = []
+    for _ in range(2000):
+        start = time.perf_counter()
+        fwd(states, one_x, one_t).block_until_ready()
+        jlat.append(time.perf_counter() - start)
+    result = {"p50_us": round(percentile(lat, 50), 2), "p99_us": round(percentile(lat, 99), 2),
+              "batch_per_s": round(batch_per_s), "jax_p50_us": round(percentile(jlat, 50), 1),
+              "jax_p99_us": round(percentile(jlat, 99), 1), "members": arch.members}
+    print(f"fast path p50 {result['p50_us']} us, p99 {result['p99_us']} us; jitted JAX p99 "
+          f"{result['jax_p99_us']} us; batched {result['batch_per_s']:,} predictions/s",
+          file=sys.stderr)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Training samples/s of router's own trainer (the whole ensemble, epochs in one jit) against
+PyTorch (an idiomatic loop over the same number of members) and scikit-learn's MLPClassifier,
+on the same data and architecture, at batch 256 and 4096 with 1 and 16 features; plus the share
+of the machine's peak FLOP/s (a large jnp.dot timed in the same run). Last line: JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from router.model import Arch
+from router.train import _compiled
+
+N = int(os.environ.get("BENCH_N", "65536"))
+K = 5
+HIDDEN = 64
+EMBED = 8
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
+
+
+def data(features: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, features)).astype(np.float32)
+    y = (x.sum(1) > 0).astype(np.float32)
+    return x, np.zeros(N, np.int32), y, np.ones(N, np.float32)
+
+
+def flops_per_sample(features: int) -> float:
+    """Forward + backward (~3x forward) of one member, multiply-adds counted as 2."""
+    d = features + EMBED
+    return 3 * 2 * (d * HIDDEN + HIDDEN * HIDDEN + HIDDEN)
+
+
+def timed(fn, min_seconds: float = SECONDS) -> float:
+    """Seconds per call, after one warm-up call."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / calls
+
+
+def router_rate(features: int, batch: int) -> float:
+    arch = Arch(1, features, EMBED, HIDDEN, K)
+    _, tx, run, _, init, _ = _compiled(arch, 3e-3, batch, 1)
+    states = init(jax.random.split(jax.random.key(0), K))
+    opt = tx.init(states)
+    x, t, y, w = (jnp.asarray(a) for a in data(features))
+    state = {"s": states, "o": opt}
+
+    def epoch() -> None:
+        s, o, loss = run(state["s"], state["o"], jax.random.key(1), x, t, y, w)
+        loss.block_until_ready()
+        state["s"], state["o"] = s, o
+
+    return N / timed(epoch)
+
+
+def torch_rate(features: int, batch: int) -> float:
+    import torch
+    torch.manual_seed(0)
+    x, _, y, _ = data(features)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    members = [torch.nn.Sequential(torch.nn.Linear(features + EMBED, HIDDEN), torch.nn.ReLU(),
+                                   torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.ReLU(),
+                                   torch.nn.Linear(HIDDEN, 1)) for _ in range(K)]
+    embeds = [torch.nn.Embedding(1, EMBED) for _ in range(K)]
+    opts = [torch.optim.Adam([*m.parameters(), *e.parameters()], lr=3e-3)
+            for m, e in zip(members, embeds)]
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    tidx = torch.zeros(batch, dtype=torch.long)
+
+    def epoch() -> None:
+        perm = torch.randperm(N)
+        for i in range(0, N - batch + 1, batch):
+            idx = perm[i:i + batch]
+            xb, yb = xt[idx], yt[idx]
+            for m, e, o in zip(members, embeds, opts):
+                o.zero_grad()
+                loss = loss_fn(m(torch.cat([xb, e(tidx)], 1))[:, 0], yb)
+                loss.backward()
+                o.step()
+
+    return N / timed(epoch, SECONDS)
+
+
+def sklearn_rate(features: int, batch: int) -> float:
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    x, _, y, _ = data(features)
+
+    def epoch() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for k in range(K):
+                MLPClassifier((HIDDEN, HIDDEN), batch_size=batch, max_iter=1, shuffle=True,
+                              random_state=k, learning_rate_init=3e-3).fit(x, y)
+
+    return N / timed(epoch, SECONDS)
+
+
+def peak_flops() -> float:
+    a = jnp.ones((2048, 2048), jnp.float32)
+    dot = jax.jit(lambda m: m @ m)
+    per = timed(lambda: dot(a).block_until_ready(), 1.0)
+    return 2 * 2048 ** 3 / per
+
+
+def main() -> None:
+    peak = peak_flops()
+    rows = {}
+    for features in (1, 16):
+        for batch in (256, 4096):
+            ours = router_rate(features, batch)
+            torch = torch_rate(features, batch)
+            rows[(features, batch)] = {"router": ours, "torch": torch,
+                                       "share_of_peak": ours * K * flops_per_sample(features) / peak}
+            print(f"features {features:2} batch {batch:4}: router {ours:12,.0f} samples/s "
+                  f"(x{K} members), torch {torch:10,.0f}, ratio {ours / torch:5.1f}, "
+                  f"{rows[(features, batch)]['share_of_peak']:.0%} of peak", file=sys.stderr)
+    sk = {f: sklearn_rate(f, 256) for f in (1, 16)}
+    for f in (1, 16):
+        print(f"features {f:2} batch  256: scikit-learn {sk[f]:10,.0f} samples/s, router "
+              f"x{rows[(f, 256)]['router'] / sk[f]:.1f}", file=sys.stderr)
+    result = {
+        "device": str(jax.devices()[0]), "members": K, "peak_gflops": round(peak / 1e9, 1),
+        "router_samples_per_s_b256": round(min(rows[(f, 256)]["router"] for f in (1, 16))),
+        "router_samples_per_s_b4096": round(min(rows[(f, 4096)]["router"] for f in (1, 16))),
+        "speedup_vs_torch_b256": round(min(rows[(f, 256)]["router"] / rows[(f, 256)]["torch"]
+                                           for f in (1, 16)), 2),
+        "speedup_vs_torch_b4096": round(min(rows[(f, 4096)]["router"] / rows[(f, 4096)]["torch"]
+                                            for f in (1, 16)), 2),
+        "speedup_vs_sklearn": round(min(rows[(f, 256)]["router"] / sk[f] for f in (1, 16)), 2),
+        "share_of_peak": round(min(rows[(f, 4096)]["share_of_peak"] for f in (1, 16)), 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
