@@ -74,22 +74,20 @@ def tail(stream: IO[bytes], lines: int = STDERR_TAIL_LINES) -> str:
 
 
 def _spawn(argv: list[str], cwd: str | None, stdout: IO[bytes] | int | None,
-           stderr: IO[bytes], env: dict[str, str] | None = None) -> int:
-    """posix_spawn as a session leader: several times cheaper than Popen for short runs."""
+           stderr: IO[bytes] | None, env: dict[str, str] | None = None) -> int:
+    """posix_spawn as a session leader: several times cheaper than Popen for short runs.
+    stdout DEVNULL discards, None inherits; stderr None inherits."""
     if cwd is not None:
         return subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
                                 stderr=stderr, start_new_session=True).pid
-    out_fd = stdout if isinstance(stdout, int) and stdout >= 0 else None
-    if stdout is subprocess.DEVNULL or stdout is None:
-        out_fd = None
-    elif not isinstance(stdout, int):
-        out_fd = stdout.fileno()
-    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_DUP2, stderr.fileno(), 2)]
-    if out_fd is None:
+    actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+    if stderr is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, stderr.fileno(), 2))
+    if stdout is subprocess.DEVNULL:
         actions.append((os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0))
-    else:
-        actions.append((os.POSIX_SPAWN_DUP2, out_fd, 1))
+    elif stdout is not None:
+        fd = stdout if isinstance(stdout, int) else stdout.fileno()
+        actions.append((os.POSIX_SPAWN_DUP2, fd, 1))
     spawn = os.posix_spawn if "/" in argv[0] else os.posix_spawnp
     return spawn(argv[0], argv, os.environ if env is None else env, file_actions=actions,
                  setsid=True)
@@ -102,29 +100,30 @@ class Started:
     pid: int
     pidfd: int
     started: float
-    stderr: IO[bytes]
+    stderr: IO[bytes] | None
     own_stderr: bool
     deadline: float | None
 
 
 def start(argv: list[str], *, timeout: float | None = None, cwd: str | None = None,
           stdout: IO[bytes] | int | None = subprocess.DEVNULL,
-          stderr: IO[bytes] | None = None, env: dict[str, str] | None = None) -> Started:
+          stderr: IO[bytes] | None = None, env: dict[str, str] | None = None,
+          inherit_stderr: bool = False) -> Started:
     """Start argv as a session leader; pair with finish(). A given stderr file is reused:
     it is emptied first, so its tail is this run's."""
     if stderr is not None:
         stderr.seek(0)
         stderr.truncate()
-    err = stderr if stderr is not None else tempfile.TemporaryFile()
+    err = stderr if stderr is not None or inherit_stderr else tempfile.TemporaryFile()
     now = time.monotonic()
     try:
         pid = _spawn(argv, cwd, stdout, err, env)
     except BaseException:
-        if stderr is None:
+        if stderr is None and err is not None:
             err.close()
         raise
     deadline = None if timeout is None else now + timeout
-    return Started(pid, os.pidfd_open(pid), now, err, stderr is None, deadline)
+    return Started(pid, os.pidfd_open(pid), now, err, stderr is None and err is not None, deadline)
 
 
 def finish(run: Started, timed_out: bool = False) -> Usage:
@@ -135,7 +134,7 @@ def finish(run: Started, timed_out: bool = False) -> Usage:
     usage = usage_from(status, rusage, time.monotonic() - run.started, timed_out)
     kill_group(run.pid)
     os.close(run.pidfd)
-    if usage.exit != 0 or timed_out:
+    if (usage.exit != 0 or timed_out) and run.stderr is not None:
         usage.stderr_tail = tail(run.stderr)
     if run.own_stderr:
         run.stderr.close()
@@ -143,8 +142,13 @@ def finish(run: Started, timed_out: bool = False) -> Usage:
 
 
 def run(argv: list[str], *, timeout: float | None = None, cwd: str | None = None,
-        stdout: IO[bytes] | int | None = subprocess.DEVNULL) -> Usage:
-    """Run argv to completion and measure it; a failed run keeps its last stderr lines."""
-    started = start(argv, timeout=timeout, cwd=cwd, stdout=stdout)
-    ready, _, _ = select.select([started.pidfd], [], [], timeout)
+        stdout: IO[bytes] | int | None = subprocess.DEVNULL, inherit_stderr: bool = False) -> Usage:
+    """Run argv to completion and measure it; a failed run keeps its last stderr lines.
+    Ctrl-C kills the run's whole session before it propagates."""
+    started = start(argv, timeout=timeout, cwd=cwd, stdout=stdout, inherit_stderr=inherit_stderr)
+    try:
+        ready, _, _ = select.select([started.pidfd], [], [], timeout)
+    except BaseException:
+        finish(started, timed_out=True)
+        raise
     return finish(started, timed_out=not ready)

@@ -229,11 +229,14 @@ class Store:
             self._complete(db, run_id)
 
     def mark_lost(self) -> int:
-        """Jobs a dead daemon left queued or running: say so rather than let them vanish."""
         with self.transaction() as db:
-            cur = db.execute("UPDATE runs SET state = 'lost', ended = ? "
-                             "WHERE state IN ('queued', 'running')", (time.time(),))
-            return cur.rowcount
+            return self.mark_lost_in(db)
+
+    def mark_lost_in(self, db: sqlite3.Connection) -> int:
+        """Jobs a dead daemon left queued or running: say so rather than let them vanish."""
+        cur = db.execute("UPDATE runs SET state = 'lost', ended = ? "
+                         "WHERE state IN ('queued', 'running')", (time.time(),))
+        return cur.rowcount
 
     # -- reads --------------------------------------------------------------------------
 
@@ -265,6 +268,11 @@ class Store:
         rows = self.db.execute("SELECT * FROM runs WHERE state IN ('queued', 'running') "
                                "ORDER BY id")
         return [_decode(r) for r in rows]
+
+    def recent_jobs(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM runs WHERE source = 'job' ORDER BY id DESC "
+                               "LIMIT ?", (limit,))
+        return [_decode(r) for r in reversed(rows.fetchall())]
 
     def reservoir(self, until_seq: int | None = None) -> list[dict[str, Any]]:
         """The fixed-size uniform sample of completed runs (reads R rows, whatever the history)."""

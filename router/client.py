@@ -1,0 +1,218 @@
+"""The thin client: `router submit`, `jobs`, `status`, `follow`, `cancel`. Stdlib only.
+
+A submit costs a Python start and one socket round trip. Conventions follow srun and sbatch:
+an attached job's output streams back and its exit code becomes ours (128+N for signal N);
+`--detach` prints the id and returns; `--parsable` prints only the id. With no daemon, the job
+is decided in-process with the same policy, model and history and runs here (said once on
+stderr), unless `--no-fallback`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from router import protocol
+from router.errors import DaemonUnavailable, ProtocolError, RouterError
+
+XARGS_FAILED = 123   # like xargs: some of the --each jobs failed
+
+
+def exit_code(exit_value: int | None) -> int:
+    if exit_value is None:
+        return 1
+    return 128 - exit_value if exit_value < 0 else exit_value
+
+
+class Connection:
+    """JSON lines over the daemon's unix socket."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            self.sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            self.sock.close()
+            raise DaemonUnavailable(f"no daemon at {path} ({exc.strerror})") from None
+        except PermissionError:
+            self.sock.close()
+            raise RouterError(f"not allowed to use {path}: ask to be put in its group") from None
+        self.rfile = self.sock.makefile("rb")
+        self.lock = threading.Lock()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        with self.lock:
+            self.sock.sendall(protocol.encode(msg))
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        for line in self.rfile:
+            yield protocol.decode(line)
+
+    def call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """One request, one reply."""
+        self.send(msg)
+        for reply in self.events():
+            if reply.get("ok") is False:
+                raise ProtocolError(reply["error"])
+            return reply
+        raise ProtocolError("daemon closed the connection")
+
+    def close(self) -> None:
+        self.rfile.close()
+        self.sock.close()
+
+
+def _write(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def submit_request(argv: list[str], tag: int = 0, *, detach: bool = False,
+                   dry_run: bool = False) -> dict[str, Any]:
+    return {"op": "submit", "tag": tag, "argv": argv, "cwd": os.getcwd(),
+            "env": dict(os.environ), "detach": detach, "dry_run": dry_run}
+
+
+def _decision_line(ev: dict[str, Any]) -> str:
+    p = "-" if ev.get("p_over") is None else f"{ev['p_over']:.3f}"
+    return f"{ev['machine']}\t{p}\t{ev['reason']}"
+
+
+def submit(sock_path: str, argv: list[str], *, detach: bool = False, dry_run: bool = False,
+           as_json: bool = False, parsable: bool = False) -> int:
+    """One job: stream its output (or print its id / decision); return its exit code."""
+    conn = Connection(sock_path)
+    try:
+        conn.send(submit_request(argv, detach=detach, dry_run=dry_run))
+        for ev in conn.events():
+            if ev.get("ok") is False:
+                raise ProtocolError(ev["error"])
+            kind = ev.get("event")
+            if kind == "decision":
+                print(json.dumps(ev) if as_json else _decision_line(ev))
+                return 0
+            if kind == "queued" and (detach or parsable):
+                if parsable or not as_json:
+                    print(ev["id"] if parsable else f"Submitted job {ev['id']} to {ev['machine']}"
+                          f" ({ev['reason']})")
+                else:
+                    print(json.dumps(ev))
+                if detach:
+                    return 0
+            elif kind == "out":
+                _write(ev["fd"], protocol.out_data(ev))
+            elif kind == "exit":
+                if as_json:
+                    print(json.dumps(ev), file=sys.stderr)
+                return exit_code(ev["exit"])
+        raise ProtocolError("daemon closed the connection before the job ended")
+    finally:
+        conn.close()
+
+
+def submit_each(sock_path: str, cmd: list[str], lines: Iterable[str], *,
+                detach: bool = False, as_json: bool = False) -> int:
+    """One job per input line over one connection, like `xargs -L1` (exit 123 if any failed)."""
+    conn = Connection(sock_path)
+    sent = {"count": 0, "done": False, "error": None}
+
+    def feed() -> None:
+        try:
+            for lineno, line in enumerate(lines, 1):
+                if line.strip():
+                    conn.send(submit_request(cmd + shlex.split(line), lineno, detach=detach))
+                    sent["count"] += 1
+        except ValueError as exc:
+            sent["error"] = f"stdin line {lineno}: cannot parse {line.strip()!r}: {exc}"
+        except OSError as exc:
+            sent["error"] = str(exc)
+        finally:
+            sent["done"] = True
+            conn.send({"op": "ping", "tag": -1})   # marks the end of the requests
+
+    threading.Thread(target=feed, daemon=True).start()
+    finished, failed, ended = 0, 0, False
+    try:
+        for ev in conn.events():
+            kind = ev.get("event")
+            if ev.get("tag") == -1:
+                ended = True
+            elif ev.get("ok") is False:
+                print(f"router submit: line {ev.get('tag')}: {ev['error']}", file=sys.stderr)
+                finished, failed = finished + 1, failed + 1
+            elif kind == "out":
+                _write(ev["fd"], protocol.out_data(ev))
+            elif kind == "exit" or (kind == "queued" and detach):
+                finished += 1
+                failed += kind == "exit" and ev["exit"] != 0
+                if as_json or (detach and kind == "queued"):
+                    print(json.dumps(ev) if as_json else ev["id"], flush=True)
+            if ended and finished >= sent["count"]:
+                break
+    finally:
+        conn.close()
+    if sent["error"]:
+        raise RouterError(sent["error"])
+    return XARGS_FAILED if failed else 0
+
+
+def call(sock_path: str, msg: dict[str, Any]) -> dict[str, Any]:
+    conn = Connection(sock_path)
+    try:
+        return conn.call(msg)
+    finally:
+        conn.close()
+
+
+def follow(sock_path: str, job_id: int) -> int:
+    """A job's output so far, then live until it ends, like `tail -f`; its exit code."""
+    conn = Connection(sock_path)
+    try:
+        conn.send({"op": "follow", "id": job_id})
+        for ev in conn.events():
+            if ev.get("ok") is False:
+                raise ProtocolError(ev["error"])
+            if ev.get("event") == "out":
+                _write(ev["fd"], protocol.out_data(ev))
+            elif ev.get("event") == "exit":
+                return exit_code(ev["exit"])
+        return 1
+    finally:
+        conn.close()
+
+
+def run_here(argv: list[str], policy_path: str, store_path: str, model_path: str) -> int:
+    """No daemon: decide in-process with the same policy, model and history, run here."""
+    import getpass
+    import time
+
+    from collectors import measure
+    from router import modelfile
+    from router.policy import load_policy, route
+    from router.store import Store
+
+    policy = load_policy(policy_path)
+    model = modelfile.load(model_path) if os.path.exists(model_path) else None
+    decision = route(argv, model, policy)
+    print(f"router: no daemon reachable: running here (policy would pick "
+          f"{decision['machine']}: {decision['reason']})", file=sys.stderr)
+    try:
+        usage = measure.run(argv, stdout=None, inherit_stderr=True)
+    except FileNotFoundError:
+        raise RouterError(f"{argv[0]}: no such program") from None
+    with Store(store_path) as store:
+        store.add_run({"time": time.time(), "user": getpass.getuser(), "argv": argv,
+                       "template": decision["template"], "features": decision["features"],
+                       "machine": "local", "source": "job", "cost": usage.cpu_s,
+                       "p_over": decision["p_over"], "sd": decision["sd"],
+                       "reason": "no daemon: ran here", "threshold": decision["threshold"],
+                       "model_version": decision["model_version"], "cwd": os.getcwd(),
+                       "uid": os.getuid(), **usage.to_dict()})
+    return exit_code(usage.exit)

@@ -1,0 +1,106 @@
+"""Every message on the daemon's socket: JSON lines, one object per line. Stdlib only.
+
+Requests (client -> daemon), each an object with "op":
+
+  ping                                      -> {"ok": true, "version", "pid"}
+  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, tag int
+          -> events, each with the request's "tag":
+             {"event": "queued", "id", "machine", "reason", "p_over", "sd"}
+             {"event": "out", "id", "fd": 1|2, "data": base64}      (not for detach)
+             {"event": "exit", "id", "state", "exit", "cost"}        (not for detach)
+          or, with dry_run, one {"event": "decision", ...} and nothing runs
+  jobs    all bool                          -> {"ok": true, "jobs": [...]}
+  status  id int                            -> {"ok": true, "job": {...}}
+  cancel  id int                            -> {"ok": true}
+  follow  id int                            -> "out" events, then "exit"
+
+Any failure is {"ok": false, "error": "one line"}, with the request's "tag" when it had one.
+A connection that closes cancels the attached (not detached) jobs it submitted: that is how
+Ctrl-C on `router submit` reaches the job.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from router.errors import ProtocolError
+
+MAX_LINE = 1 << 20          # a request larger than this is refused
+MAX_ARGV = 4096
+OPS = ("ping", "submit", "jobs", "status", "cancel", "follow")
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    return json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """Parse one line; anything but a JSON object is a ProtocolError."""
+    try:
+        msg = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"malformed request: {exc}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("malformed request: expected a JSON object")
+    return msg
+
+
+def _strings(value: Any, what: str, limit: int = MAX_ARGV) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtocolError(f"{what} must be a list of strings")
+    if len(value) > limit or any("\0" in v for v in value):
+        raise ProtocolError(f"{what}: too long or contains NUL")
+    return value
+
+
+def _job_id(msg: dict[str, Any]) -> int:
+    value = msg.get("id")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ProtocolError("id must be a positive integer")
+    return value
+
+
+def check_request(msg: dict[str, Any]) -> dict[str, Any]:
+    """The request with its fields checked and defaulted; ProtocolError says what is wrong."""
+    op = msg.get("op")
+    if op not in OPS:
+        raise ProtocolError(f"unknown op {op!r} (known: {', '.join(OPS)})")
+    out: dict[str, Any] = {"op": op}
+    tag = msg.get("tag", 0)
+    if not isinstance(tag, int) or isinstance(tag, bool):
+        raise ProtocolError("tag must be an integer")
+    out["tag"] = tag
+    if op == "submit":
+        argv = _strings(msg.get("argv"), "argv")
+        if not argv or not argv[0]:
+            raise ProtocolError("argv must name a program")
+        cwd = msg.get("cwd", "/")
+        env = msg.get("env", {})
+        if not isinstance(cwd, str) or "\0" in cwd:
+            raise ProtocolError("cwd must be a string")
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 and "\0" not in k + v and "=" not in k
+                                                 for k, v in env.items()):
+            raise ProtocolError("env must map strings to strings")
+        out.update(argv=argv, cwd=cwd, env=env, detach=bool(msg.get("detach")),
+                   dry_run=bool(msg.get("dry_run")))
+    elif op in ("status", "cancel", "follow"):
+        out["id"] = _job_id(msg)
+    elif op == "jobs":
+        out["all"] = bool(msg.get("all"))
+    return out
+
+
+def out_event(tag: int, job_id: int, fd: int, data: bytes) -> dict[str, Any]:
+    return {"event": "out", "tag": tag, "id": job_id, "fd": fd,
+            "data": base64.b64encode(data).decode()}
+
+
+def out_data(event: dict[str, Any]) -> bytes:
+    return base64.b64decode(event["data"])
+
+
+def error(message: str, tag: int = 0) -> dict[str, Any]:
+    return {"ok": False, "error": message, "tag": tag}

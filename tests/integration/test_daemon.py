@@ -1,0 +1,284 @@
+"""A real daemon, real jobs: routing, streaming, exit codes, cancel, reload, drain, users."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import socket
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import EXAMPLES, need_root  # noqa: E402
+from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
+
+from router import modelfile  # noqa: E402
+from router.dataset import Dataset  # noqa: E402
+from router.features import template  # noqa: E402
+from router.store import Store  # noqa: E402
+from router.train import TrainOptions, fit  # noqa: E402
+
+POLICY = """
+machines:
+  cheap: {backend: local, price: 1.0, slots: 2}
+  fast: {backend: local, price: 3.0, slots: 2}
+threshold: 0.04
+route: {over: fast, under: cheap}
+daemon: {drain_timeout: 20, model_poll_s: 0.2}
+"""
+PROG = str(EXAMPLES / "prog")
+
+
+def prog_model(path: Path, threshold: float = 0.04) -> None:
+    """A model of examples/prog's band (over for 24..40), trained for real on its shape."""
+    data = Dataset()
+    t = template([PROG, "1"])
+    for n in np.linspace(1, 64, 200):
+        data.add(t, (float(n),), int(23.5 <= n < 40.5), 0.0, threshold)
+    modelfile.save(fit(data, TrainOptions(epochs=1500, members=3)), path)
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = RunningDaemon(tmp_path, POLICY)
+    yield d.start()
+    d.stop()
+
+
+def test_routes_by_the_model_and_streams_output(tmp_path):
+    d = RunningDaemon(tmp_path, POLICY)
+    prog_model(tmp_path / "model.rmod")
+    d.start()
+    try:
+        hi = d.router("submit", "--json", "--", PROG, "30")
+        lo = d.router("submit", "--json", "--", PROG, "60")
+        assert hi.returncode == 0 and hi.stdout.split()[0] == "30", hi.stderr
+        assert json.loads(hi.stderr.splitlines()[-1])["machine"] == "fast"
+        assert json.loads(lo.stderr.splitlines()[-1])["machine"] == "cheap"
+        with Store(d.env["ROUTER_STORE"]) as s:
+            rows = s.all_runs()
+        assert [(r["machine"], r["state"]) for r in rows] == [("fast", "done"), ("cheap", "done")]
+        assert rows[0]["reason"].startswith("model p=") and rows[0]["cost"] > rows[1]["cost"]
+        assert rows[0]["model_version"].startswith("v1-")
+    finally:
+        d.stop()
+
+
+def test_stdout_stderr_and_exit_codes(daemon):
+    r = daemon.router("submit", "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    r = daemon.router("submit", "--", "/bin/sh", "-c", "kill -9 $$")
+    assert r.returncode == 128 + 9
+    r = daemon.router("submit", "--", "./no-such-program")
+    assert r.returncode == 127 and "no such program" in r.stderr
+
+
+def test_each_submits_one_job_per_line_over_one_connection(daemon):
+    r = daemon.router("submit", "--each", "--", "/bin/echo", "n", input="1\n2\n3\n")
+    assert r.returncode == 0 and sorted(r.stdout.split("\n")[:-1]) == ["n 1", "n 2", "n 3"]
+    r = daemon.router("submit", "--each", "--", "/bin/sh", "-c", 'exit "$0"', input="0\n4\n")
+    assert r.returncode == 123
+
+
+def test_detach_follow_cancel(daemon):
+    r = daemon.router("submit", "--parsable", "--detach", "--", "/bin/sh", "-c",
+                      "echo started; exec sleep 300")
+    job = int(r.stdout)
+    wait_for(lambda: daemon.status(job)["state"] == "running", what="running")
+    follower = subprocess.Popen([*daemon_router(daemon), "follow", str(job)], env=daemon.env,
+                                stdout=subprocess.PIPE, text=True)
+    assert daemon.router("cancel", str(job)).returncode == 0
+    out, _ = follower.communicate(timeout=30)
+    assert out == "started\n" and follower.returncode == 128 + signal.SIGTERM
+    assert daemon.status(job)["state"] == "cancelled"
+    r = daemon.router("cancel", "999")
+    assert r.returncode != 0 and "no job 999" in r.stderr
+
+
+def daemon_router(d: RunningDaemon) -> list[str]:
+    return [sys.executable, "-m", "router"]
+
+
+def test_ctrl_c_on_submit_cancels_the_job(daemon):
+    p = subprocess.Popen([*daemon_router(daemon), "submit", "--", "/bin/sleep", "300"],
+                         env=daemon.env)
+    wait_for(lambda: "running" in daemon.router("jobs").stdout, what="job running")
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=20)
+    wait_for(lambda: daemon.status(1)["state"] == "cancelled", what="cancelled")
+
+
+def test_reload_refuses_a_bad_policy_and_applies_a_good_one(daemon):
+    daemon.policy.write_text("machines: [oops\n")
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: "policy reload refused" in daemon.log.read_text(), what="refusal logged")
+    assert daemon.router("submit", "--", "/bin/true").returncode == 0
+    daemon.policy.write_text(POLICY.replace("under: cheap", "under: fast"))
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded" in daemon.log.read_text(), what="reload")
+    r = daemon.router("submit", "--dry-run", "--", "/bin/true")
+    assert r.stdout.startswith("fast")
+
+
+def test_a_new_model_file_is_picked_up_and_a_bad_one_refused(tmp_path):
+    d = RunningDaemon(tmp_path, POLICY).start()
+    try:
+        assert d.router("submit", "--dry-run", "--", PROG, "30").stdout.split("\t")[2] == \
+            "no model\n"
+        (tmp_path / "model.rmod").write_bytes(b"garbage")
+        wait_for(lambda: "not a router model" in d.log.read_text(), what="bad model refused")
+        prog_model(tmp_path / "model.rmod")
+        wait_for(lambda: d.router("submit", "--dry-run", "--", PROG, "30").stdout.startswith(
+            "fast"), what="new model in use")
+    finally:
+        d.stop()
+
+
+def test_sigterm_drains_running_jobs_and_refuses_new_ones(daemon):
+    job = int(daemon.router("submit", "--parsable", "--detach", "--", "/bin/sleep", "1").stdout)
+    wait_for(lambda: daemon.status(job)["state"] == "running", what="running")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=30) == 0
+    with Store(daemon.env["ROUTER_STORE"]) as s:
+        assert s.get(job)["state"] == "done"
+
+
+def test_drain_timeout_cancels_what_is_left(tmp_path):
+    d = RunningDaemon(tmp_path, POLICY.replace("drain_timeout: 20", "drain_timeout: 0.5"))
+    d.start()
+    job = int(d.router("submit", "--parsable", "--detach", "--", "/bin/sleep", "300").stdout)
+    wait_for(lambda: d.status(job)["state"] == "running", what="running")
+    assert d.stop() == 0
+    with Store(d.env["ROUTER_STORE"]) as s:
+        assert s.get(job)["state"] == "cancelled"
+
+
+def test_kill_9_loses_no_job(tmp_path):
+    d = RunningDaemon(tmp_path, POLICY).start()
+    ids = [int(d.router("submit", "--parsable", "--detach", "--", "/bin/sleep", "300").stdout)
+           for _ in range(3)]
+    wait_for(lambda: all(d.status(i)["state"] in ("running", "queued") for i in ids),
+             what="jobs started")
+    d.kill9()
+    d.start()
+    try:
+        assert [d.status(i)["state"] for i in ids] == ["lost"] * 3
+    finally:
+        d.stop()
+        subprocess.run(["pkill", "-f", "/bin/sleep 300"])
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(payload=st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=200).map(str.encode),
+    st.dictionaries(st.sampled_from(["op", "argv", "id", "tag", "cwd", "env", "detach"]),
+                    st.one_of(st.none(), st.integers(), st.text(max_size=20),
+                              st.lists(st.text(max_size=5), max_size=3)),
+                    max_size=5).map(lambda d: json.dumps(d).encode()),
+))
+def test_garbage_requests_never_hurt_the_daemon(fuzz_daemon, payload):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(fuzz_daemon.sock))
+        s.sendall(payload.replace(b"\n", b" ") + b"\n")
+        reply = s.makefile("rb").readline()
+        if reply:
+            msg = json.loads(reply)
+            assert msg.get("ok") is False or msg.get("event") in ("queued", "decision") \
+                or msg.get("ok") is True
+
+
+@pytest.fixture(scope="module")
+def fuzz_daemon(tmp_path_factory):
+    d = RunningDaemon(tmp_path_factory.mktemp("fuzz"), POLICY).start()
+    before = _fds(d.proc.pid)
+    yield d
+    with socket.socket(socket.AF_UNIX) as s:     # oversized and truncated requests too
+        s.connect(str(d.sock))
+        try:
+            s.sendall(b'{"op": "ping", "pad": "' + b"x" * (2 << 20) + b'"}\n')
+            reply = s.makefile("rb").readline()
+        except (BrokenPipeError, ConnectionResetError):
+            reply = b"too large (closed while we were still sending)"
+        assert b"too large" in reply
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(d.sock))
+        s.sendall(b'{"op": "sub')
+    assert d.router("submit", "--", "/bin/true").returncode == 0
+    wait_for(lambda: _fds(d.proc.pid) <= before + 2, what="fds released")
+    d.stop()
+
+
+def test_socket_mode_and_owner(daemon):
+    st_ = os.stat(daemon.sock)
+    assert stat.S_IMODE(st_.st_mode) == 0o660 and st_.st_uid == os.getuid()
+
+
+def test_no_daemon_runs_here_or_refuses(tmp_path, env):
+    r = subprocess.run([sys.executable, "-m", "router", "submit", "--", "/bin/echo", "hi"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "hi\n" and "running here" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    with Store(env["ROUTER_STORE"]) as s:
+        assert s.all_runs()[0]["reason"] == "no daemon: ran here"
+    r = subprocess.run([sys.executable, "-m", "router", "submit", "--no-fallback", "--",
+                        "/bin/true"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "no daemon at" in r.stderr
+
+
+@pytest.fixture
+def other_users():
+    """Two unprivileged users made for the test, removed after it."""
+    need_root()
+    names = ["routert1", "routert2"]
+    for name in names:
+        subprocess.run(["userdel", "-r", name], capture_output=True)
+        subprocess.run(["useradd", "-M", "-s", "/bin/sh", name], check=True)
+    yield [pwd.getpwnam(n) for n in names]
+    for name in names:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def as_user(user: pwd.struct_passwd, d: RunningDaemon, *args: str) -> subprocess.CompletedProcess:
+    env = dict(d.env, HOME="/", USER=user.pw_name)
+    return subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
+                           "--init-groups", sys.executable, "-m", "router", *args],
+                          env=env, capture_output=True, text=True, timeout=60, cwd="/")
+
+
+def test_root_daemon_runs_jobs_as_the_submitter_and_guards_their_jobs(other_users):
+    a, b = other_users
+    tmp = Path(tempfile.mkdtemp(prefix="router-users-"))   # others must reach the socket
+    os.chmod(tmp, 0o755)
+    d = RunningDaemon(tmp, POLICY.replace("daemon: {", "daemon: {socket_mode: 0666, "))
+    d.start()
+    try:
+        r = as_user(a, d, "submit", "--", "/bin/sh", "-c", "id -u; id -g; id -G")
+        assert r.returncode == 0, r.stderr
+        uid, gid, groups = r.stdout.split("\n")[:3]
+        assert (int(uid), int(gid)) == (a.pw_uid, a.pw_gid)
+        assert "0" not in groups.split()    # the root daemon's groups were dropped
+        job = int(as_user(a, d, "submit", "--parsable", "--detach", "--", "/bin/sleep",
+                          "300").stdout)
+        for verb in ("status", "cancel", "follow"):
+            r = as_user(b, d, verb, str(job))
+            assert r.returncode != 0 and "belongs to another user" in r.stderr, (verb, r.stderr)
+        assert as_user(a, d, "cancel", str(job)).returncode == 0
+    finally:
+        d.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
