@@ -43,13 +43,33 @@ class Peer:
         self.pid, self.uid, self.gid = struct.unpack("3i", creds)
         self.jobs: set[Job] = set()
         self.closed = False
+        self.pending: list[bytes] = []
+        self._account: tuple[str, int, list[int]] | None = None
+
+    def account(self) -> tuple[str, int, list[int]]:
+        """User name, primary group and groups of the caller, looked up once per connection."""
+        if self._account is None:
+            try:
+                pw = pwd.getpwuid(self.uid)
+                self._account = (pw.pw_name, pw.pw_gid, os.getgrouplist(pw.pw_name, pw.pw_gid))
+            except KeyError:
+                self._account = (str(self.uid), self.gid, [self.gid])
+        return self._account
 
     def send(self, msg: dict[str, Any]) -> None:
+        """Queue a message; everything queued in one loop turn leaves in one write."""
         if self.closed:
             return
         if msg.get("event") == "out" and isinstance(msg.get("data"), bytes):
             msg = protocol.out_event(msg.get("tag", 0), msg["id"], msg["fd"], msg["data"])
-        self.writer.write(protocol.encode(msg))
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.pending.append(protocol.encode(msg))
+
+    def _flush(self) -> None:
+        data, self.pending = b"".join(self.pending), []
+        if not self.closed and data:
+            self.writer.write(data)
 
 
 class Daemon:
@@ -205,6 +225,7 @@ class Daemon:
         except (ConnectionError, OSError):
             pass
         finally:
+            peer._flush()
             peer.closed = True
             for job in list(peer.jobs):
                 if not job.detach and not job.done.is_set():
@@ -247,12 +268,7 @@ class Daemon:
         if req["dry_run"]:
             peer.send({"event": "decision", **head})
             return
-        try:
-            pw = pwd.getpwuid(peer.uid)
-            user, gid = pw.pw_name, pw.pw_gid
-            groups = os.getgrouplist(user, gid)
-        except KeyError:
-            user, gid, groups = str(peer.uid), peer.gid, [peer.gid]
+        user, gid, groups = peer.account()
         record = {"time": time.time(), "user": user, "argv": argv, "template": sh.template,
                   "features": list(sh.features), "machine": d.machine, "p_over": d.p_over,
                   "sd": d.sd, "reason": d.reason, "threshold": d.threshold, "cwd": cwd,

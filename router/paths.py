@@ -1,58 +1,58 @@
-"""Where router's files live by default (XDG), so every command agrees without flags."""
+"""Where router's files live by default (XDG), so every command agrees without flags.
+
+Plain strings and os.path: this is on the submit path, where pathlib alone costs ~13 ms.
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 
-def data_dir() -> Path:
+def data_dir() -> str:
     """The XDG data directory, or systemd's StateDirectory when run as a service."""
     state = os.environ.get("STATE_DIRECTORY")
     if state:
-        return Path(state.split(":")[0])
+        return state.split(":")[0]
     base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(base) / "router"
+    return os.path.join(base, "router")
 
 
-def store() -> Path:
-    return Path(os.environ.get("ROUTER_STORE") or data_dir() / "history.db")
+def store() -> str:
+    return os.environ.get("ROUTER_STORE") or os.path.join(data_dir(), "history.db")
 
 
-def model() -> Path:
-    return Path(os.environ.get("ROUTER_MODEL") or data_dir() / "model.rmod")
+def model() -> str:
+    return os.environ.get("ROUTER_MODEL") or os.path.join(data_dir(), "model.rmod")
 
 
-def socket() -> Path:
+def socket() -> str:
     """The daemon's socket: $ROUTER_SOCKET, systemd's RuntimeDirectory, then XDG_RUNTIME_DIR."""
     explicit = os.environ.get("ROUTER_SOCKET")
     if explicit:
-        return Path(explicit)
+        return explicit
     runtime = os.environ.get("RUNTIME_DIRECTORY")
     if runtime:
-        return Path(runtime.split(":")[0]) / "router.sock"
+        return os.path.join(runtime.split(":")[0], "router.sock")
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg:
-        return Path(xdg) / "router.sock"
-    if os.getuid() == 0 or Path("/run/router/router.sock").exists():
-        return Path("/run/router/router.sock")
-    return Path(f"/tmp/router-{os.getuid()}.sock")
+        return os.path.join(xdg, "router.sock")
+    if os.getuid() == 0 or os.path.exists("/run/router/router.sock"):
+        return "/run/router/router.sock"
+    return f"/tmp/router-{os.getuid()}.sock"
 
 
-def policy() -> Path | None:
+def policy() -> str | None:
     """$ROUTER_POLICY, then the user's and the system's policy file; None means the demo."""
     explicit = os.environ.get("ROUTER_POLICY")
     if explicit:
-        return Path(explicit)
-    for candidate in (
-        Path(os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")) / "router/policy.yaml",
-        Path("/etc/router/policy.yaml"),
-    ):
-        if candidate.exists():
+        return explicit
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    for candidate in (os.path.join(config, "router", "policy.yaml"), "/etc/router/policy.yaml"):
+        if os.path.exists(candidate):
             return candidate
     return None
 
 
-def demo_policy() -> Path:
+def demo_policy() -> str:
     """The embedded default policy (configs/demo.yaml, shipped inside the package)."""
-    return Path(__file__).with_name("demo.yaml")
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.yaml")
