@@ -391,6 +391,57 @@ def _add_job_commands(sub: Any) -> None:
             q.add_argument("--json", action="store_true")
 
 
+def _since(text: str | None) -> float | None:
+    """`24h`, `7d`, `30m`, an ISO date or time, or epoch seconds."""
+    if text is None:
+        return None
+    import time
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+            return time.time() - float(text[:-1]) * units[text[-1]]
+        if text.replace(".", "", 1).isdigit():
+            return float(text)
+        import datetime as dt
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        from router.errors import UsageError
+        raise UsageError(f"--since {text!r}: expected 24h, 7d, an ISO date or epoch seconds") \
+            from None
+
+
+@command("report")
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from router import usage
+    from router.store import Store
+
+    policy = _load_policy(args)
+    with Store(_store_path(args)) as store:
+        rows = store.all_runs(since_time=_since(args.since))
+    if args.json or args.text:
+        s = usage.summary(rows, policy)
+        print(json.dumps(s) if args.json else usage.text(s))
+        return 0
+    from router.report import write_report
+    path = write_report(rows, policy, args.out, _model_path(args))
+    print(path)
+    return 0
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="HTML report of where jobs went and what they cost",
+                       description="One self-contained HTML page (no network needed to view "
+                       "it): jobs and CPU per machine over time, cost against always-fast, "
+                       "always-cheap and the hindsight oracle, routing accuracy, model "
+                       "versions, top templates, decision latency.")
+    p.add_argument("--since", metavar="WHEN", help="only jobs since: 24h, 7d, ISO date")
+    p.add_argument("--out", default="report.html", help="output file (default report.html)")
+    p.add_argument("--text", action="store_true", help="the summary for a terminal")
+    p.add_argument("--json", action="store_true", help="the summary as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
@@ -421,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 ADDERS: list[Callable[[Any], None]] = [_add_collect, _add_train, _add_predict, _add_serve,
-                                        _add_policy, _add_daemon, _add_submit, _add_job_commands]
+                                        _add_policy, _add_daemon, _add_submit, _add_job_commands,
+                                        _add_report]
 
 
 def _strip_dashdash(args: argparse.Namespace) -> None:
