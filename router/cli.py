@@ -354,7 +354,8 @@ def _status(args: argparse.Namespace) -> int:
     import json
 
     from router import client
-    job = client.call(_socket_path(args), {"op": "status", "id": args.id})["job"]
+    reply = client.call(_socket_path(args), {"op": "status", "id": args.id})
+    job = reply.get("job") or reply["daemon"]
     if args.json:
         print(json.dumps(job))
     else:
@@ -382,11 +383,14 @@ def _add_job_commands(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="also the last 100 finished jobs")
     p.add_argument("--json", action="store_true", help="one JSON object per job")
     p.add_argument("--noheader", action="store_true", help="no header line")
-    for name, text in (("status", "one job's record"), ("follow", "a job's output, live"),
+    for name, text in (("status", "one job's record; with no id, the daemon's: model, "
+                                   "queues, recent accuracy per template"),
+                       ("follow", "a job's output, live"),
                        ("cancel", "cancel a job (its owner or root)")):
-        q = sub.add_parser(name, help=text)
+        q = sub.add_parser(name, help=text, description=text)
         _socket_arg(q)
-        q.add_argument("id", type=int, help="job id")
+        q.add_argument("id", type=int, help="job id", **({"nargs": "?"} if name == "status"
+                                                         else {}))
         if name == "status":
             q.add_argument("--json", action="store_true")
 

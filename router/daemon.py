@@ -23,6 +23,7 @@ from typing import Any
 
 from router import modelfile, notify, paths, protocol
 from router.backends import JobSpec
+from router.drift import Drift
 from router.errors import ProtocolError, RouterError
 from router.features import shape
 from router.jobs import Dispatcher, Job, Spool
@@ -86,7 +87,8 @@ class Daemon:
         self.draining = False
         self.counters: dict[str, int] = {"jobs": 0, "failed": 0, "refused": 0}
         self.handlers = {op: getattr(self, f"op_{op}") for op in protocol.OPS}
-        self.hooks: list[Any] = []      # extra observers of finished jobs (metrics, drift)
+        self.drift = Drift(policy.retrain["drift_window"], policy.retrain["min_accuracy"])
+        self.metrics: Any = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -105,6 +107,13 @@ class Daemon:
                              (signal.SIGHUP, self._hup)):
             loop.add_signal_handler(sig, handler)
         tasks = [asyncio.create_task(self._poll_model())]
+        port = self.policy.daemon["metrics_port"]
+        if port:
+            from router.metrics import Metrics   # prometheus_client only when asked for
+            self.metrics = Metrics(self.policy)
+            self.metrics.serve(port)
+            tasks.append(asyncio.create_task(self._sample_metrics()))
+            log.warning("metrics on http://127.0.0.1:%d/metrics", port)
         interval = notify.watchdog_interval()
         if interval and self.policy.daemon["watchdog"]:
             tasks.append(asyncio.create_task(self._watchdog(interval)))
@@ -201,6 +210,13 @@ class Daemon:
             await asyncio.sleep(self.policy.daemon["model_poll_s"])
             await self._load_model()
 
+    async def _sample_metrics(self) -> None:
+        while True:
+            d = self.dispatcher
+            self.metrics.sample({n: q.qsize() for n, q in d.queues.items()}, dict(d.busy),
+                                self.model.version if self.model else None, self.drift.accuracy())
+            await asyncio.sleep(1.0)
+
     async def _watchdog(self, interval: float) -> None:
         while True:
             notify.notify("WATCHDOG=1")
@@ -263,6 +279,8 @@ class Daemon:
         sh = shape(argv, cwd)
         d = decide(sh.template, sh.features, argv, self.model, self.policy)
         decision_us = (time.perf_counter() - start) * 1e6
+        if self.metrics is not None:
+            self.metrics.decided(d, sh.template, decision_us / 1e6)
         head = {"tag": req["tag"], "machine": d.machine, "reason": d.reason, "p_over": d.p_over,
                 "sd": d.sd, "template": sh.template, "decision_us": round(decision_us, 1)}
         if req["dry_run"]:
@@ -276,7 +294,8 @@ class Daemon:
                   "decision_us": decision_us, "uid": peer.uid}
         job_id = await self.writer.submit(lambda s, db: s.start_job(db, record))
         spec = JobSpec(job_id, argv, cwd, req["env"], peer.uid, gid, groups, user)
-        job = Job(job_id, spec, d.machine, d.reason, req["detach"], peer)
+        job = Job(job_id, spec, d.machine, d.reason, req["detach"], peer, template=sh.template,
+                  p_over=d.p_over, threshold=d.threshold)
         self.counters["jobs"] += 1
         if not req["detach"]:
             peer.jobs.add(job)
@@ -297,6 +316,14 @@ class Daemon:
         return row
 
     async def op_status(self, peer: Peer, req: dict[str, Any]) -> None:
+        if req["id"] is None:
+            d = self.dispatcher
+            peer.send({"ok": True, "tag": req["tag"], "daemon": {
+                "pid": os.getpid(), "model": self.model.version if self.model else None,
+                "queued": {n: q.qsize() for n, q in d.queues.items()}, "busy": dict(d.busy),
+                "counters": self.counters, "recent_accuracy": self.drift.accuracy(),
+                "drifting": self.drift.drifting()}})
+            return
         row = await self._job_row(peer, req["id"])
         peer.send({"ok": True, "tag": req["tag"], "job": _public(row)})
 
@@ -328,8 +355,12 @@ class Daemon:
             self.counters["failed"] += 1
         if job.owner_conn is not None:
             job.owner_conn.jobs.discard(job)
-        for hook in self.hooks:
-            hook(job, fields)
+        right = None
+        if fields["state"] == "done":
+            right = self.drift.record(job.template, job.p_over, fields.get("cost"), job.threshold,
+                                      self.policy.route["p_over"])
+        if self.metrics is not None:
+            self.metrics.job_finished(job, fields, right)
 
 
 PUBLIC = ("id", "time", "user", "argv", "template", "machine", "state", "p_over", "sd", "reason",

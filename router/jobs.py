@@ -34,6 +34,9 @@ class Job:
     reason: str
     detach: bool
     owner_conn: Any = None
+    template: str = ""
+    p_over: float | None = None
+    threshold: float | None = None
     listeners: list[Listener] = field(default_factory=list)
     state: str = "queued"
     running: backends.Running | None = None

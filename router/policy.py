@@ -72,6 +72,7 @@ class Decision:
     p_over: float | None = None
     sd: float | None = None
     threshold: float | None = None
+    kind: str = "over"   # over | under | no_model | unknown_template | uncertain | expected_cost
 
 
 @dataclass
@@ -260,27 +261,30 @@ def decide(template: str, features: tuple[float, ...] | list[float], argv: list[
     route = policy.route
     threshold = policy.threshold_for(argv)
     if model is None:
-        return Decision(route["no_model"], "no model", threshold=threshold)
+        return Decision(route["no_model"], "no model", threshold=threshold, kind="no_model")
     trained_for = model.threshold(template)
     if trained_for is None:
-        return Decision(route["unknown_template"], "no model for template", threshold=threshold)
+        return Decision(route["unknown_template"], "no model for template", threshold=threshold,
+                        kind="unknown_template")
     if not math.isnan(trained_for) and not math.isclose(trained_for, threshold, rel_tol=1e-9):
         return Decision(route["unknown_template"],
                         f"model threshold {trained_for:g} != policy {threshold:g}",
-                        threshold=threshold)
+                        threshold=threshold, kind="unknown_template")
     if len(features) != model.n_features[model.index[template]]:
         return Decision(route["unknown_template"], "model for other features",
-                        threshold=threshold)
+                        threshold=threshold, kind="unknown_template")
     pred = model.predict(template, features)
     p, sd = pred.p_over, pred.sd
     if sd > route["max_sd"]:
-        return Decision(route["uncertain"], f"uncertain: sd {sd:.2f}", p, sd, threshold)
+        return Decision(route["uncertain"], f"uncertain: sd {sd:.2f}", p, sd, threshold,
+                        "uncertain")
     if route["rule"] == "expected_cost":
         return _cheapest(template, p, sd, threshold, model, policy)
     if p >= route["p_over"]:
         return Decision(route["over"], f"model p={p:.2f} >= {route['p_over']:.2f}", p, sd,
                         threshold)
-    return Decision(route["under"], f"model p={p:.2f} < {route['p_over']:.2f}", p, sd, threshold)
+    return Decision(route["under"], f"model p={p:.2f} < {route['p_over']:.2f}", p, sd, threshold,
+                    "under")
 
 
 def _cheapest(template: str, p: float, sd: float, threshold: float, model: Any,
@@ -291,7 +295,7 @@ def _cheapest(template: str, p: float, sd: float, threshold: float, model: Any,
     cost = p * over + (1 - p) * under
     best = min(policy.machines.values(), key=lambda m: m.price * cost / m.speed)
     return Decision(best.name, f"expected cost {cost:.3g}s: {best.name} cheapest", p, sd,
-                    threshold)
+                    threshold, "expected_cost")
 
 
 def route(argv: list[str], model: Any, policy: Policy, cwd: str | None = None) -> dict[str, Any]:

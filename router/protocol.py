@@ -11,6 +11,7 @@ Requests (client -> daemon), each an object with "op":
           or, with dry_run, one {"event": "decision", ...} and nothing runs
   jobs    all bool                          -> {"ok": true, "jobs": [...]}
   status  id int                            -> {"ok": true, "job": {...}}
+  status  (no id)                           -> {"ok": true, "daemon": {model, queues, accuracy}}
   cancel  id int                            -> {"ok": true}
   follow  id int                            -> "out" events, then "exit"
 
@@ -88,6 +89,8 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
             raise ProtocolError("env must map strings to strings")
         out.update(argv=argv, cwd=cwd, env=env, detach=bool(msg.get("detach")),
                    dry_run=bool(msg.get("dry_run")))
+    elif op == "status" and msg.get("id") is None:
+        out["id"] = None                     # the daemon's own status
     elif op in ("status", "cancel", "follow"):
         out["id"] = _job_id(msg)
     elif op == "jobs":

@@ -40,7 +40,11 @@ th{background:#eef0f3} td:first-child,th:first-child{text-align:left}
 """
 SCRIPT = """
 document.addEventListener('DOMContentLoaded', function () {
-  var drawn = document.querySelectorAll('.panel svg, .panel table').length;
+  var drawn = 0;
+  document.querySelectorAll('section.panel').forEach(function (p) {
+    var c = p.querySelector('svg, table, .kpi');
+    if (c && c.getBoundingClientRect().height > 10) drawn++;
+  });
   document.getElementById('status').textContent = drawn + ' panels drawn';
   document.body.setAttribute('data-panels', drawn);
 });
