@@ -446,6 +446,31 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="the summary as JSON")
 
 
+@command("retrain")
+def _retrain(args: argparse.Namespace) -> int:
+    import json
+
+    from router import retrain
+    from router.train import TrainOptions
+
+    outcome = retrain.run(_store_path(args), _load_policy(args), _model_path(args),
+                          full=args.full, opts=TrainOptions(seed=args.seed))
+    print(json.dumps(retrain.as_dict(outcome)) if args.json else outcome.line())
+    return 0
+
+
+def _add_retrain(sub: Any) -> None:
+    p = sub.add_parser("retrain", help="learn from the jobs finished since the model's watermark",
+                       description="Incremental by default: start from the current model and "
+                       "train on the runs finished since its watermark plus a fixed-size sample "
+                       "of older history. The candidate replaces the model only if it is not "
+                       "worse on the most recent jobs by more than the policy's margin; else it "
+                       "is kept as MODEL.rejected.")
+    p.add_argument("--full", action="store_true", help="retrain from scratch on everything")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="the outcome as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
@@ -477,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 ADDERS: list[Callable[[Any], None]] = [_add_collect, _add_train, _add_predict, _add_serve,
                                         _add_policy, _add_daemon, _add_submit, _add_job_commands,
-                                        _add_report]
+                                        _add_report, _add_retrain]
 
 
 def _strip_dashdash(args: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ import pwd
 import signal
 import socket
 import struct
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from router.policy import Policy, decide, load_policy
 from router.writer import StoreWriter
 
 log = logging.getLogger(__name__)
+
+RETRAIN_COOLDOWN_S = 600.0   # a drift-triggered retrain at most this often
 
 
 class Peer:
@@ -89,6 +92,8 @@ class Daemon:
         self.handlers = {op: getattr(self, f"op_{op}") for op in protocol.OPS}
         self.drift = Drift(policy.retrain["drift_window"], policy.retrain["min_accuracy"])
         self.metrics: Any = None
+        self.retraining = False
+        self.last_retrain = -RETRAIN_COOLDOWN_S
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -361,6 +366,30 @@ class Daemon:
                                       self.policy.route["p_over"])
         if self.metrics is not None:
             self.metrics.job_finished(job, fields, right)
+        if right is False and job.template in self.drift.drifting():
+            self._retrain_soon(job.template)
+
+    def _retrain_soon(self, template: str) -> None:
+        """A drifting template asks for a retrain now rather than at the next timer."""
+        now = time.monotonic()
+        if self.retraining or now - self.last_retrain < RETRAIN_COOLDOWN_S:
+            return
+        self.retraining, self.last_retrain = True, now
+        log.warning("template %s: recent accuracy under %.2f; retraining", template,
+                    self.drift.bound)
+        asyncio.get_running_loop().create_task(self._retrain())
+
+    async def _retrain(self) -> None:
+        cmd = [sys.executable, "-m", "router", "retrain", "--policy", self.policy.path,
+               "--store", self.store_path, "--model", str(self.model_path)]
+        try:
+            proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.STDOUT)
+            out, _ = await proc.communicate()
+            log.warning("drift retrain: %s", out.decode(errors="replace").strip()[-500:])
+        finally:
+            self.retraining = False
+        await self._load_model()
 
 
 PUBLIC = ("id", "time", "user", "argv", "template", "machine", "state", "p_over", "sd", "reason",

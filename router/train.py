@@ -216,26 +216,26 @@ class Trainer:
             t = np.concatenate([t, np.zeros(pad, t.dtype)])
             y = np.concatenate([y, np.zeros(pad, y.dtype)])
             w = np.concatenate([w, np.zeros(pad, w.dtype)])
-        _, _, run, loss_fn, _, _ = _compiled(self.arch, self.opts.learning_rate, batch,
-                                             self.CHUNK)
+        steps_per_epoch = len(y) // batch
+        epochs = self.opts.epochs or min(self.opts.max_epochs,
+                                         max(3, self.opts.min_steps // steps_per_epoch + 1))
+        chunk = min(self.CHUNK, epochs)
+        _, _, run, loss_fn, _, _ = _compiled(self.arch, self.opts.learning_rate, batch, chunk)
         xs, ts, ys, ws = (jax.device_put(a, self.rows) for a in (x, t, y, w))
         states = jax.device_put(self.states, self.replicated)
         opt_state = self.tx.init(states)
-        steps_per_epoch = len(y) // batch
-        epochs = self.opts.epochs or min(self.opts.max_epochs,
-                                         max(50, self.opts.min_steps // steps_per_epoch + 1))
         key = jax.random.key(self.opts.seed + 1)
         best, best_states, since_best, epoch, best_epoch = (math.inf, math.inf), states, 0, 0, 0
         vals = [jax.device_put(a, self.replicated) for a in val] if val is not None else None
         while epoch < epochs:
             key, sub = jax.random.split(key)
             states, opt_state, loss = run(states, opt_state, sub, xs, ts, ys, ws)
-            epoch += self.CHUNK
+            epoch += chunk
             score = self._score(states, vals, loss)
             if score < best:
                 best, best_states, since_best, best_epoch = score, states, 0, epoch
             else:
-                since_best += self.CHUNK
+                since_best += chunk
             if self.opts.progress:
                 print(f"\repoch {epoch} loss {float(loss):.4f} val error {score[0]:.4f}",
                       end="", file=sys.stderr, flush=True)
@@ -299,7 +299,7 @@ def layout(data: Dataset, base: ModelFile | None) -> Layout:
 
 def _warm_start(trainer: Trainer, base: ModelFile, shell: Layout) -> None:
     """Start from the base model's weights; new templates get embeddings near the average."""
-    arrays = {k: np.asarray(v) for k, v in to_arrays(trainer.states).items()}
+    arrays = {k: np.array(v) for k, v in to_arrays(trainer.states).items()}   # writable copies
     old = {k: np.asarray(v) for k, v in base.weights.items()}
     k, t_old, _ = old["embed"].shape
     arrays["embed"][:, :t_old] = old["embed"]
@@ -342,7 +342,7 @@ def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
     check = val_idx if len(val_idx) else train_idx
     p = trainer.probabilities(x[check], t[check]).mean(axis=0)
     if len(val_idx):   # the split chose the epochs; the model itself learns from every run
-        epochs = max(info["best_epoch"], Trainer.CHUNK)
+        epochs = max(info["best_epoch"], 1)
         refit = TrainOptions(**{**opts.__dict__, "epochs": epochs, "patience": 10**9})
         trainer = _trainer(arch, refit, base, shell)
         trainer.fit(x, t, y, class_weights(y), None)
