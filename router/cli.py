@@ -471,6 +471,36 @@ def _add_retrain(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="the outcome as JSON")
 
 
+@command("calibrate")
+def _calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from router.calibrate import calibrate
+    results = calibrate(_load_policy(args), args.reference, args.repeat)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"{'MACHINE':<12} {'SPEED':>6} {'CPU_S':>8} {'WALL_S':>8}")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:<12} {'-':>6} {'-':>8} {'-':>8}  {r['error']}")
+        else:
+            print(f"{name:<12} {r['speed']:>6.3f} {r['cpu_s']:>8.3f} {r['wall_s']:>8.3f}")
+    print("# set machines.NAME.speed in the policy to these speeds", file=sys.stderr)
+    return 0
+
+
+def _add_calibrate(sub: Any) -> None:
+    p = sub.add_parser("calibrate", help="measure each machine's speed with a reference workload",
+                       description="Run a fixed CPU-bound workload on every machine of the "
+                       "policy through its backend; print each machine's speed relative to "
+                       "the reference machine (CPU seconds there over CPU seconds here) and the "
+                       "wall time, where a CPU cap shows.")
+    p.add_argument("--reference", metavar="MACHINE", help="default: the policy's under machine")
+    p.add_argument("--repeat", type=int, default=3, help="runs per machine (best counts)")
+    p.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse
 
@@ -502,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 ADDERS: list[Callable[[Any], None]] = [_add_collect, _add_train, _add_predict, _add_serve,
                                         _add_policy, _add_daemon, _add_submit, _add_job_commands,
-                                        _add_report, _add_retrain]
+                                        _add_report, _add_retrain, _add_calibrate]
 
 
 def _strip_dashdash(args: argparse.Namespace) -> None:

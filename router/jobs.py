@@ -128,18 +128,18 @@ class Dispatcher:
         machine = self.machines[job.machine]
         try:
             job.running = await self.backends[job.machine].start(job.spec, self._output(job))
-        except BackendError as exc:
-            if machine.fallback and machine.fallback != job.machine:
+            job.state = "running"
+            self.writer.submit(lambda s, db: s.update_job(db, job.id, {
+                "state": "running", "machine": job.machine, "remote_id": job.running.remote_id}))
+            if job.cancelled:
+                job.running.cancel()
+            usage = await job.running.wait()
+        except BackendError as exc:   # the machine could not take it: the job never ran
+            if machine.fallback and machine.fallback != job.machine and not job.cancelled:
                 self._fall_back(job, machine, str(exc))
                 return
             await self._finish(job, None, "failed", f"{job.machine}: {exc}")
             return
-        job.state = "running"
-        self.writer.submit(lambda s, db: s.update_job(db, job.id, {
-            "state": "running", "machine": job.machine, "remote_id": job.running.remote_id}))
-        if job.cancelled:
-            job.running.cancel()
-        usage = await job.running.wait()
         await self._finish(job, usage, "cancelled" if job.cancelled else "done", None)
 
     def _fall_back(self, job: Job, machine: Machine, why: str) -> None:

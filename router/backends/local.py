@@ -112,6 +112,28 @@ class LocalRun:
         self.loop.call_later(KILL_GRACE_S, kill_group, self.pid, signal.SIGKILL)
 
 
+def credentials(spec: JobSpec) -> dict[str, Any]:
+    """Popen arguments that make the child the submitting user (gid, groups, then uid)."""
+    if os.geteuid() != 0 or spec.uid == 0:
+        return {}
+    return {"user": spec.uid, "group": spec.gid, "extra_groups": spec.groups}
+
+
+def popen(argv: list[str], spec: JobSpec, *, cwd: str | None = None,
+          stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """Start argv as the submitting user, in a new session, with its output on pipes."""
+    try:
+        return subprocess.Popen(argv, cwd=cwd, env=spec.env, stdin=stdin,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, **credentials(spec))
+    except FileNotFoundError:
+        raise BackendError(f"{argv[0]}: no such program (in {cwd or '.'})") from None
+    except PermissionError as exc:
+        raise BackendError(f"{argv[0]}: {exc.strerror}") from None
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"cannot start {argv[0]}: {exc}") from None
+
+
 class LocalBackend:
     """Runs jobs on this host; drops to the submitting user when the daemon is root."""
 
@@ -120,23 +142,8 @@ class LocalBackend:
         quota = (machine.options or {}).get("cpu_quota")
         self.cgroup = cpu_cgroup(f"router-{machine.name}", float(quota)) if quota else None
 
-    def _credentials(self, spec: JobSpec) -> dict[str, Any]:
-        if os.geteuid() != 0 or spec.uid == 0:
-            return {}
-        return {"user": spec.uid, "group": spec.gid, "extra_groups": spec.groups}
-
     async def start(self, spec: JobSpec, on_output: OnOutput) -> LocalRun:
-        try:
-            proc = subprocess.Popen(spec.argv, cwd=spec.cwd, env=spec.env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True,
-                                    **self._credentials(spec))
-        except FileNotFoundError:
-            raise BackendError(f"{spec.argv[0]}: no such program (in {spec.cwd})") from None
-        except PermissionError as exc:
-            raise BackendError(f"{spec.argv[0]}: {exc.strerror}") from None
-        except (OSError, ValueError) as exc:
-            raise BackendError(f"cannot start {spec.argv[0]}: {exc}") from None
+        proc = popen(spec.argv, spec, cwd=spec.cwd)
         if self.cgroup is not None:
             try:
                 (self.cgroup / "cgroup.procs").write_text(str(proc.pid))

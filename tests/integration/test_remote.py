@@ -1,0 +1,107 @@
+"""Two real hosts over ssh: routing by a trained model, remote CPU in the history, a cheap host
+that really runs slower, and fallback when the fast host's sshd dies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import EXAMPLES, need, need_program, need_root  # noqa: E402
+from daemon_fixture import RunningDaemon  # noqa: E402
+import hosts as test_hosts  # noqa: E402
+
+from router.store import Store  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    need_root()
+    need_program("/usr/sbin/sshd", "ssh", "ip", "unshare", "setpriv")
+    need(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists(), "needs cgroup v1 cpu controller")
+    made = None
+    try:
+        made = test_hosts.setup()
+        yield made
+    finally:
+        test_hosts.teardown(made)
+        if made is not None:
+            shutil.rmtree(made.tmp, ignore_errors=True)
+
+
+def policy(h: test_hosts.Hosts) -> str:
+    opts = json.dumps(h.ssh_options())
+    return f"""
+machines:
+  cheap:
+    backend: ssh
+    price: 1.0
+    slots: 2
+    options: {{host: {h.address('cheap')}, user: {test_hosts.USER}, ssh_options: {opts}}}
+  fast:
+    backend: ssh
+    price: 3.0
+    slots: 2
+    fallback: cheap
+    options: {{host: {h.address('fast')}, user: {test_hosts.USER}, ssh_options: {opts}}}
+threshold: 0.04
+route: {{over: fast, under: cheap}}
+daemon: {{drain_timeout: 10}}
+"""
+
+
+def job(h: test_hosts.Hosts, n: str) -> list[str]:
+    """Prints the host it ran on, then burns examples/prog's CPU for input n."""
+    return ["/bin/sh", "-c", 'hostname; exec "$0" "$1"', str(h.tmp / "prog"), n]
+
+
+def test_routes_to_real_hosts_measures_remote_cpu_and_falls_back(hosts, tmp_path):
+    for name in ("prog", "_work.py"):
+        shutil.copy(EXAMPLES / name, hosts.tmp / name)
+    d = RunningDaemon(tmp_path, policy(hosts))
+    lines = "".join(f"{n}\n" for n in range(10, 65, 2))
+    r = d.router("collect", "--", *job(hosts, "{}")[:-1], input=lines, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert d.router("train", timeout=300).returncode == 0
+    d.start()
+    try:
+        hi = d.router("submit", "--", *job(hosts, "30"), timeout=60)
+        lo = d.router("submit", "--", *job(hosts, "12"), timeout=60)
+        assert hi.returncode == 0 and hi.stdout.split("\n")[0] == "fast", hi.stdout + hi.stderr
+        assert lo.returncode == 0 and lo.stdout.split("\n")[0] == "cheap", lo.stdout + lo.stderr
+        with Store(d.env["ROUTER_STORE"]) as s:
+            rows = [r for r in s.all_runs() if r["source"] == "job"]
+        assert [r["machine"] for r in rows] == ["fast", "cheap"]
+        assert rows[0]["cpu_user_s"] > 0.03 and rows[0]["cost"] > rows[1]["cost"] > 0
+
+        cal = json.loads(d.router("calibrate", "--json", "--repeat", "1", timeout=120).stdout)
+        assert cal["cheap"]["wall_s"] > 2.5 * cal["fast"]["wall_s"], cal   # 25% of a core
+        assert 0.5 < cal["fast"]["speed"] < 2.0, cal                          # same CPUs
+
+        hosts.kill_sshd("fast")
+        r = d.router("submit", "--", *job(hosts, "30"), timeout=60)
+        assert r.returncode == 0 and r.stdout.split("\n")[0] == "cheap", r.stdout + r.stderr
+        with Store(d.env["ROUTER_STORE"]) as s:
+            last = s.all_runs()[-1]
+        assert last["machine"] == "cheap" and last["reason"] == "fast down: fallback"
+    finally:
+        d.stop()
+        test_hosts.start_sshd(hosts, "fast")
+
+
+def test_unreachable_host_without_fallback_fails_in_one_line(hosts, tmp_path):
+    text = policy(hosts).replace(hosts.address("cheap"), "10.201.0.9")   # nobody there
+    d = RunningDaemon(tmp_path, text.replace("route: {over: fast, under: cheap}",
+                                             "route: {over: cheap, under: cheap}")).start()
+    try:
+        r = d.router("submit", "--", "/bin/true", timeout=60)
+        assert r.returncode == 127 and "cheap: host 10.201.0.9 unreachable" in r.stderr
+        with Store(d.env["ROUTER_STORE"]) as s:
+            row = s.all_runs()[-1]
+        assert row["state"] == "failed" and "unreachable" in row["stderr_tail"]
+    finally:
+        d.stop()
