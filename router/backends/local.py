@@ -134,6 +134,14 @@ def popen(argv: list[str], spec: JobSpec, *, cwd: str | None = None,
         raise BackendError(f"cannot start {argv[0]}: {exc}") from None
 
 
+async def command(argv: list[str], spec: JobSpec) -> tuple[int, bytes, bytes]:
+    """Run a helper command (ssh -O, sbatch, sacct) as the user without blocking the loop."""
+    out: dict[int, list[bytes]] = {1: [], 2: []}
+    run = LocalRun(popen(argv, spec), lambda fd, data: out[fd].append(data))
+    usage = await run.wait()
+    return usage.exit, b"".join(out[1]), b"".join(out[2])
+
+
 class LocalBackend:
     """Runs jobs on this host; drops to the submitting user when the daemon is root."""
 

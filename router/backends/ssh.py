@@ -22,7 +22,7 @@ from typing import Any
 
 from collectors.measure import Usage, kill_group
 from router.backends import JobSpec, OnOutput
-from router.backends.local import LocalRun, popen
+from router.backends.local import LocalRun, command, popen
 from router.backends.wrapper import MARK, SOURCE, STARTED
 from router.errors import BackendError
 
@@ -125,11 +125,6 @@ class SshBackend:
         if os.geteuid() == 0:
             os.chown(path, spec.uid, spec.gid)
 
-    async def _run(self, argv: list[str], spec: JobSpec) -> tuple[int, bytes]:
-        err: list[bytes] = []
-        run = LocalRun(popen(argv, spec), lambda fd, data: err.append(data) if fd == 2 else None)
-        usage = await run.wait()
-        return usage.exit, b"".join(err)
 
     def master_alive(self, uid: int) -> bool:
         with socket.socket(socket.AF_UNIX) as probe:
@@ -144,7 +139,7 @@ class SshBackend:
         if self.master_alive(spec.uid):
             return
         self._control_dir(spec)
-        code, err = await self._run(self.base(spec.uid) + ["true"], spec)
+        code, _, err = await command(self.base(spec.uid) + ["true"], spec)
         if code != 0:
             why = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {code}"]
             raise BackendError(f"host {self.host} unreachable: {why[0]}")
@@ -161,6 +156,6 @@ class SshBackend:
     async def close(self) -> None:
         for uid, spec in self.masters.items():
             try:
-                await self._run(self.base(uid)[:-1] + ["-O", "exit", self.host], spec)
+                await command(self.base(uid)[:-1] + ["-O", "exit", self.host], spec)
             except BackendError:
                 pass

@@ -1,0 +1,70 @@
+"""A real Slurm (Debian's slurmctld, slurmd, slurmdbd with MariaDB, munge): routed jobs run in
+the right partition and their CPU, as Slurm's own accounting reports it, lands in the history."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import need_program, need_root  # noqa: E402
+from daemon_fixture import RunningDaemon  # noqa: E402
+import slurm as test_slurm  # noqa: E402
+from test_daemon import PROG, prog_model  # noqa: E402
+
+from router.store import Store  # noqa: E402
+
+POLICY = """
+machines:
+  cheap: {backend: slurm, price: 1.0, slots: 4, fallback: here, options: {partition: cheap}}
+  fast: {backend: slurm, price: 3.0, slots: 4, fallback: here, options: {partition: fast}}
+  here: {backend: local, price: 2.0, slots: 2}
+threshold: 0.04
+route: {over: fast, under: cheap}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    need_root()
+    need_program("slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "munged", "mariadbd",
+                 "setpriv")
+    made = None
+    try:
+        made = test_slurm.setup()
+        yield made
+    finally:
+        test_slurm.teardown(made)
+
+
+def test_jobs_run_in_their_partition_and_slurm_accounts_their_cpu(cluster, tmp_path):
+    d = RunningDaemon(tmp_path, POLICY, {"SLURM_CONF": cluster.env["SLURM_CONF"]})
+    prog_model(tmp_path / "model.rmod")
+    d.start()
+    try:
+        hi = d.router("submit", "--", PROG, "30", timeout=120)
+        lo = d.router("submit", "--", PROG, "12", timeout=120)
+        assert hi.returncode == 0 and hi.stdout.startswith("30 "), hi.stderr
+        assert lo.returncode == 0 and lo.stdout.startswith("12 "), lo.stderr
+        with Store(d.env["ROUTER_STORE"]) as s:
+            rows = s.all_runs()
+        assert [r["machine"] for r in rows] == ["fast", "cheap"]
+        for row, partition in zip(rows, ("fast", "cheap")):
+            shown = cluster.run("scontrol", "-o", "show", "job", row["remote_id"]).stdout
+            assert f" Partition={partition} " in shown
+            out = cluster.run("sacct", "-j", row["remote_id"], "-n", "-P", "-o",
+                              "UserCPU,SystemCPU").stdout.split("\n")[0].split("|")
+            slurm_cpu = sum(float(v.split(":")[-1]) + 60 * float(v.split(":")[-2]) for v in out)
+            assert row["cpu_user_s"] + row["cpu_sys_s"] == pytest.approx(slurm_cpu, abs=2e-3)
+        assert rows[0]["cpu_user_s"] > 0.03 and rows[0]["cost"] > rows[1]["cost"]
+
+        cluster.run("scontrol", "shutdown", "slurmctld", check=False)   # Slurm down
+        r = d.router("submit", "--", PROG, "30", timeout=180)
+        assert r.returncode == 0 and r.stdout.startswith("30 "), r.stderr
+        with Store(d.env["ROUTER_STORE"]) as s:
+            last = s.all_runs()[-1]
+        assert last["machine"] == "here" and last["reason"] == "fast down: fallback"
+    finally:
+        d.stop()
