@@ -148,7 +148,7 @@ class SshBackend:
     async def start(self, spec: JobSpec, on_output: OnOutput) -> SshRun:
         await self.ensure_master(spec)
         payload = json.dumps({"argv": spec.argv, "cwd": spec.cwd})
-        remote = (f"{shlex.quote(self.python)} -S -c {shlex.quote(SOURCE)} "
+        remote = (f"exec {shlex.quote(self.python)} -S -c {shlex.quote(SOURCE)} "
                   f"{shlex.quote(payload)}")
         proc = popen(self.base(spec.uid) + [remote], spec, stdin=subprocess.PIPE)
         return SshRun(proc, on_output, self.host)
