@@ -1,0 +1,218 @@
+"""`router train`, `predict`, `serve`, `retrain`, `calibrate`: the cost model's commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from router.cli import (REMAINDER, command, _load_policy, _model_path, _stdin_lines,
+                        _store_path)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+
+def _threshold_for(args: argparse.Namespace) -> Any:
+    """--threshold for every template, else the policy's rules."""
+    if args.threshold is not None:
+        if args.threshold <= 0:
+            from router.errors import UsageError
+            raise UsageError("--threshold must be > 0")
+        return lambda argv: args.threshold
+    return _load_policy(args).threshold_for
+
+
+def _training_data(args: argparse.Namespace) -> Any:
+    from router import dataset
+    threshold_for = _threshold_for(args)
+    if args.data is not None:
+        if args.data == "-":
+            return dataset.from_lines(_stdin_lines(), threshold_for, args.cmd or None)
+        try:
+            with open(args.data) as f:
+                return dataset.from_lines(f, threshold_for, args.cmd or None)
+        except OSError as exc:
+            from router.errors import UsageError
+            raise UsageError(f"cannot read {args.data}: {exc.strerror}") from None
+    from router.store import Store
+    with Store(_store_path(args)) as store:
+        data = dataset.from_runs(store.runs(), threshold_for)
+    if not len(data):
+        from router.errors import DataError
+        raise DataError(f"no finished runs in {_store_path(args)}: run `router collect` first")
+    return data
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    import json
+
+    from router import modelfile
+    from router.train import TrainOptions, fit
+
+    data = _training_data(args)
+    opts = TrainOptions(seed=args.seed, devices=args.devices, progress=sys.stderr.isatty())
+    if args.epochs:
+        opts.epochs, opts.val_fraction = args.epochs, 0.0
+    model = fit(data, opts)
+    modelfile.save(model, _model_path(args))
+    m = model.meta
+    summary = {"model": _model_path(args), "version": model.version, "samples": m["samples"],
+               "templates": len(model.templates), "val_accuracy": round(m["val_accuracy"], 4),
+               "calibration_error": round(m["calibration_error"], 4), "epochs": m["epochs"],
+               "devices": m["devices"]}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['model']}: {model.version}, {m['samples']} samples, "
+              f"{len(model.templates)} templates, val accuracy {m['val_accuracy']:.3f}, "
+              f"calibration error {m['calibration_error']:.3f}, {m['epochs']} epochs")
+    return 0
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train the cost model from the history or from lines",
+                       description="Train the cost model. Labels: each run's cost against its "
+                       "template's threshold. --data reads JSON lines (collect's output) or "
+                       "'INPUT | LABEL' lines; -- CMD names the program for INPUT lines.")
+    p.add_argument("--data", metavar="FILE", help="JSONL or 'INPUT | LABEL' lines; - for stdin")
+    p.add_argument("--threshold", type=float, metavar="SECONDS",
+                   help="one threshold for every template (instead of the policy's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--devices", type=int, help="devices to shard over (default: all "
+                   "accelerators, or one CPU)")
+    p.add_argument("--epochs", type=int, help="fixed number of epochs (default: early stopping)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("cmd", nargs=REMAINDER, help="-- CMD for 'INPUT | LABEL' lines")
+
+
+def _load_model_or_none(args: argparse.Namespace) -> Any:
+    """The model, or None when there is none yet (the policy's no_model rule applies)."""
+    from router import modelfile
+    path = _model_path(args)
+    if args.model is None and not os.path.exists(path):
+        return None
+    return modelfile.load(path)
+
+
+@command("predict")
+def _predict(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from router.errors import UsageError
+    from router.policy import route
+
+    if not args.cmd:
+        raise UsageError("predict: give a command after --, e.g. router predict -- ./prog 42")
+    policy = _load_policy(args)
+    if args.threshold is not None:
+        policy.threshold, policy.templates = args.threshold, []
+    model = _load_model_or_none(args)
+    if len(args.cmd) > 1:
+        commands = [args.cmd]
+    else:
+        commands = []
+        for lineno, line in enumerate(_stdin_lines(), 1):
+            try:
+                commands.append(args.cmd + shlex.split(line))
+            except ValueError as exc:
+                raise UsageError(f"stdin line {lineno}: cannot parse {line!r}: {exc}") from None
+    for argv in commands:
+        out = route(argv, model, policy)
+        if args.json:
+            print(json.dumps(out), flush=True)
+        else:
+            p = "-" if out["p_over"] is None else f"{out['p_over']:.3f}"
+            sd = "-" if out["sd"] is None else f"{out['sd']:.3f}"
+            print(f"{shlex.join(argv[1:])}\t{p}\t{sd}\t{out['machine']}\t{out['reason']}",
+                  flush=True)
+    return 0
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="probability of being over the threshold, and machine",
+                       description="Print, per command, the probability that it costs more "
+                       "than its threshold, the ensemble's spread, the machine the policy "
+                       "picks and why. With no arguments after CMD, reads argument lines "
+                       "from stdin: seq 1 100 | router predict -- ./prog")
+    p.add_argument("--json", action="store_true", help="one JSON object per input")
+    p.add_argument("--threshold", type=float, metavar="SECONDS",
+                   help="one threshold for every template (instead of the policy's)")
+    p.add_argument("cmd", nargs=REMAINDER, help="-- CMD [ARGS...]")
+
+
+@command("serve")
+def _serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from router.serve import serve
+    serve(_load_policy(args), Path(_model_path(args)), args.port)
+    return 0
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="answer POST /predict on 127.0.0.1",
+                       description="Serve POST /predict with {\"argv\": [...]} on 127.0.0.1; "
+                       "replies as predict --json does.")
+    p.add_argument("--port", type=int, default=8787)
+
+
+@command("retrain")
+def _retrain(args: argparse.Namespace) -> int:
+    import json
+
+    from router import retrain
+    from router.train import TrainOptions
+
+    outcome = retrain.run(_store_path(args), _load_policy(args), _model_path(args),
+                          full=args.full, opts=TrainOptions(seed=args.seed))
+    print(json.dumps(retrain.as_dict(outcome)) if args.json else outcome.line())
+    return 0
+
+
+def _add_retrain(sub: Any) -> None:
+    p = sub.add_parser("retrain", help="learn from the jobs finished since the model's watermark",
+                       description="Incremental by default: start from the current model and "
+                       "train on the runs finished since its watermark plus a fixed-size sample "
+                       "of older history. The candidate replaces the model only if it is not "
+                       "worse on the most recent jobs by more than the policy's margin; else it "
+                       "is kept as MODEL.rejected.")
+    p.add_argument("--full", action="store_true", help="retrain from scratch on everything")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="the outcome as JSON")
+
+
+@command("calibrate")
+def _calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from router.calibrate import calibrate
+    results = calibrate(_load_policy(args), args.reference, args.repeat)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"{'MACHINE':<12} {'SPEED':>6} {'CPU_S':>8} {'WALL_S':>8}")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:<12} {'-':>6} {'-':>8} {'-':>8}  {r['error']}")
+        else:
+            print(f"{name:<12} {r['speed']:>6.3f} {r['cpu_s']:>8.3f} {r['wall_s']:>8.3f}")
+    print("# set machines.NAME.speed in the policy to these speeds", file=sys.stderr)
+    return 0
+
+
+def _add_calibrate(sub: Any) -> None:
+    p = sub.add_parser("calibrate", help="measure each machine's speed with a reference workload",
+                       description="Run a fixed CPU-bound workload on every machine of the "
+                       "policy through its backend; print each machine's speed relative to "
+                       "the reference machine (CPU seconds there over CPU seconds here) and the "
+                       "wall time, where a CPU cap shows.")
+    p.add_argument("--reference", metavar="MACHINE", help="default: the policy's under machine")
+    p.add_argument("--repeat", type=int, default=3, help="runs per machine (best counts)")
+    p.add_argument("--json", action="store_true")
+
+
+ADDERS = [_add_train, _add_predict, _add_serve, _add_retrain, _add_calibrate]
