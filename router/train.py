@@ -263,6 +263,23 @@ class Trainer:
         return np.asarray(self._probs(self.states, x, t))
 
 
+SOFT_SCALE = 0.15   # log-cost distance from the threshold that makes a label ~73% sure
+
+
+def targets(data: Dataset) -> np.ndarray:
+    """What each run teaches: how far its measured cost was over or under its threshold, as a
+    probability. A run at 0.95x the threshold is a weak "under", a run at 10x a sure "over":
+    near the threshold, where one measurement is a coin toss, runs weigh little. Runs without a
+    cost (`INPUT | LABEL` lines) teach their label."""
+    y = np.asarray(data.labels, dtype=np.float32)
+    cost = np.asarray(data.costs, dtype=np.float64)
+    threshold = np.asarray(data.thresholds, dtype=np.float64)
+    ok = np.isfinite(cost) & np.isfinite(threshold) & (cost > 0) & (threshold > 0)
+    soft = 1.0 / (1.0 + np.exp(-(np.log(np.where(ok, cost, 1.0)) -
+                                 np.log(np.where(ok, threshold, 1.0))) / SOFT_SCALE))
+    return np.where(ok, soft, y).astype(np.float32)
+
+
 def class_weights(y: np.ndarray) -> np.ndarray:
     pos = y.sum()
     neg = len(y) - pos
@@ -333,19 +350,21 @@ def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
     arch = Arch(len(shell.templates), shell.width, opts.embed_dim, opts.hidden, opts.members)
     x, t = encode(data, shell)
     y = np.asarray(data.labels, dtype=np.float32)
+    soft = targets(data)
     train_idx, val_idx = _split(len(y), opts.val_fraction, opts.seed)
     trainer = _trainer(arch, opts, base, shell)
     val = None
     if len(val_idx):
         val = (x[val_idx], t[val_idx], y[val_idx], class_weights(y[val_idx]))
-    info = trainer.fit(x[train_idx], t[train_idx], y[train_idx], class_weights(y[train_idx]), val)
+    info = trainer.fit(x[train_idx], t[train_idx], soft[train_idx], class_weights(y[train_idx]),
+                       val)
     check = val_idx if len(val_idx) else train_idx
     p = trainer.probabilities(x[check], t[check]).mean(axis=0)
     if len(val_idx):   # the split chose the epochs; the model itself learns from every run
         epochs = max(info["best_epoch"], 1)
         refit = TrainOptions(**{**opts.__dict__, "epochs": epochs, "patience": 10**9})
         trainer = _trainer(arch, refit, base, shell)
-        trainer.fit(x, t, y, class_weights(y), None)
+        trainer.fit(x, t, soft, class_weights(y), None)
     weights = {k: np.asarray(v, dtype=np.float64) for k, v in to_arrays(trainer.states).items()}
     meta = {
         "arch": arch.__dict__, "samples": len(y), "train_samples": int(len(train_idx)),

@@ -25,6 +25,7 @@ from router.modelfile import slog
 from router.train import TrainOptions, fit
 
 THRESHOLD = 0.04
+UNSEEN = 100   # per cost shape: at ~97% a 60-input estimate swings by a point or two
 
 
 def sweep(cmd: list[str], lines: list[str], env: dict[str, str], repeat: int = 1) -> list[dict]:
@@ -107,13 +108,13 @@ def programs(tmp: Path) -> dict[str, tuple[list[str], callable]]:
     return {
         "band (non-monotonic)": ([str(EXAMPLES / "prog")], lambda r: f"{r.uniform(10, 64):.2f}"),
         "product of two args": ([str(EXAMPLES / "grid")],
-                                lambda r: f"{r.randint(1, 100)} {r.randint(1, 100)}"),
+                                lambda r: f"{r.randint(1, 60)} {r.randint(1, 60)}"),
         "superlinear file size": ([str(EXAMPLES / "filecost")], sized),
-        "--mode=fast": ([str(EXAMPLES / "solve"), "--mode=fast"], lambda r: str(r.randint(1, 100))),
+        "--mode=fast": ([str(EXAMPLES / "solve"), "--mode=fast"], lambda r: str(r.randint(1, 80))),
         "--mode=exact": ([str(EXAMPLES / "solve"), "--mode=exact"],
-                         lambda r: str(r.randint(1, 100))),
+                         lambda r: str(r.randint(1, 80))),
         "six decades": ([str(EXAMPLES / "decades")], lambda r: str(int(10 ** r.uniform(0, 6)))),
-        "+-15% noise": ([str(EXAMPLES / "noisy")], lambda r: f"{r.uniform(1, 150):.1f}"),
+        "+-15% noise": ([str(EXAMPLES / "noisy")], lambda r: f"{r.uniform(1, 60):.1f}"),
     }
 
 
@@ -122,7 +123,7 @@ def test_one_model_for_many_cost_shapes_beats_nearest_neighbours(sweep_env):
     rng = random.Random(11)
     train_all, tests = dataset.Dataset(), {}
     for name, (cmd, gen) in programs(tmp).items():
-        lines = [gen(rng) for _ in range(60 + 60)]
+        lines = [gen(rng) for _ in range(60 + UNSEEN)]
         train_all.extend(labelled(sweep(cmd, lines[:60], env)))
         tests[name] = labelled(sweep(cmd, lines[60:], env, repeat=3))
     model = fit(train_all, TrainOptions(seed=0))
