@@ -157,7 +157,7 @@ def _report(args: argparse.Namespace) -> int:
         print(json.dumps(s) if args.json else usage.text(s))
         return 0
     from router.report import write_report
-    path = write_report(rows, policy, args.out, _model_path(args))
+    path = write_report(rows, policy, args.out)
     print(path)
     return 0
 

@@ -160,7 +160,7 @@ def _versions(jobs: list[dict[str, Any]]) -> str:
     return f"<table><tr><th>model</th><th>jobs</th><th>first</th><th>last</th></tr>{rows}</table>"
 
 
-def render(rows: list[dict[str, Any]], policy: Policy, model_path: str = "") -> str:
+def render(rows: list[dict[str, Any]], policy: Policy) -> str:
     """The whole page as one string."""
     s = usage.summary(rows, policy)
     jobs = usage.finished_jobs(rows)
@@ -189,9 +189,9 @@ def render(rows: list[dict[str, Any]], policy: Policy, model_path: str = "") -> 
             f"</body></html>")
 
 
-def write_report(rows: list[dict[str, Any]], policy: Policy, out: str, model_path: str = "") -> str:
+def write_report(rows: list[dict[str, Any]], policy: Policy, out: str) -> str:
     """Write atomically; returns the path."""
-    page = render(rows, policy, model_path)
+    page = render(rows, policy)
     path = Path(out)
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
