@@ -101,19 +101,34 @@ def _costs(s: dict[str, Any]) -> str:
 
 
 def _accuracy(jobs: list[dict[str, Any]], policy: Policy, s: dict[str, Any]) -> str:
+    """Per time bin: the confusion counts (stacked) and the accuracy they make; overall matrix."""
     judged = [r for r in jobs if r.get("p_over") is not None]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(7.5, 3), gridspec_kw={"width_ratios": [2, 1]})
     if judged:
         edges, scale, unit = _bins([r["time"] for r in judged])
-        right = [float((r["p_over"] >= policy.route["p_over"]) ==
-                       (r["cost"] > (r.get("threshold") or policy.threshold))) for r in judged]
-        total, _ = np.histogram([r["time"] for r in judged], edges)
-        good, _ = np.histogram([r["time"] for r in judged], edges, weights=right)
         x = (edges[:-1] - edges[0]) / scale
-        ax1.plot(x[total > 0], good[total > 0] / total[total > 0], marker="o")
+        width = (edges[1] - edges[0]) / scale
+        kinds = {"over, right": (True, True), "under, right": (False, False),
+                 "over, called under": (True, False), "under, called over": (False, True)}
+        bottom = np.zeros(len(x))
+        right = np.zeros(len(x))
+        for label, (truth, called) in kinds.items():
+            sel = [r["time"] for r in judged
+                   if (r["cost"] > (r.get("threshold") or policy.threshold)) == truth
+                   and (r["p_over"] >= policy.route["p_over"]) == called]
+            count, _ = np.histogram(sel, edges)
+            ax1.bar(x, count, width, bottom=bottom, align="edge", label=label)
+            bottom += count
+            if truth == called:
+                right += count
+        acc = ax1.twinx()
+        seen = bottom > 0
+        acc.plot(x[seen] + width / 2, right[seen] / bottom[seen], color="k", marker=".")
+        acc.set_ylim(0, 1.05)
+        acc.set_ylabel("accuracy")
         ax1.set_xlabel(f"{unit} since first job")
-    ax1.set_ylim(0, 1.05)
-    ax1.set_ylabel("accuracy")
+        ax1.legend(fontsize=7, loc="lower left")
+    ax1.set_ylabel("jobs judged")
     cm = s["confusion"]
     grid = np.array([[cm["tp"], cm["fn"]], [cm["fp"], cm["tn"]]])
     ax2.imshow(grid, cmap="Blues")
@@ -121,7 +136,7 @@ def _accuracy(jobs: list[dict[str, Any]], policy: Policy, s: dict[str, Any]) -> 
         ax2.text(j, i, str(v), ha="center", va="center")
     ax2.set_xticks([0, 1], ["pred over", "pred under"], fontsize=8)
     ax2.set_yticks([0, 1], ["over", "under"], fontsize=8)
-    ax2.set_title("confusion", fontsize=9)
+    ax2.set_title("confusion, all", fontsize=9)
     return _svg(fig)
 
 
