@@ -263,12 +263,12 @@ class Trainer:
         return np.asarray(self._probs(self.states, x, t))
 
 
-SOFT_SCALE = 0.15   # log-cost distance from the threshold that makes a label ~73% sure
+SOFT_SCALE = 0.1    # log-cost distance from the threshold that makes a label ~73% sure
 
 
 def targets(data: Dataset) -> np.ndarray:
     """What each run teaches: how far its measured cost was over or under its threshold, as a
-    probability. A run at 0.95x the threshold is a weak "under", a run at 10x a sure "over":
+    probability. A run at 0.9x the threshold is a weak "under", a run at 2x a sure "over":
     near the threshold, where one measurement is a coin toss, runs weigh little. Runs without a
     cost (`INPUT | LABEL` lines) teach their label."""
     y = np.asarray(data.labels, dtype=np.float32)
