@@ -244,7 +244,8 @@ class Trainer:
         if self.opts.progress:
             print(file=sys.stderr)
         self.states = best_states
-        return {"epochs": epoch, "best_epoch": best_epoch, "best_loss": best[1], "batch": batch}
+        return {"epochs": epoch, "best_epoch": best_epoch, "best_loss": best[1], "batch": batch,
+                "steps_per_epoch": steps_per_epoch}
 
     def _score(self, states: Any, vals: list[jax.Array] | None, loss: jax.Array) -> tuple:
         """Validation error first (it is what routing gets wrong), loss to break ties: loss
@@ -361,7 +362,10 @@ def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
     check = val_idx if len(val_idx) else train_idx
     p = trainer.probabilities(x[check], t[check]).mean(axis=0)
     if len(val_idx):   # the split chose the epochs; the model itself learns from every run
-        epochs = max(info["best_epoch"], 1)
+        # ...but never fewer than min_steps updates: on a few hundred runs of several templates
+        # one shared validation error can stop before a hard template (a band) is learned
+        floor = -(-opts.min_steps // max(1, info["steps_per_epoch"]))
+        epochs = max(info["best_epoch"], min(floor, opts.max_epochs), 1)
         refit = TrainOptions(**{**opts.__dict__, "epochs": epochs, "patience": 10**9})
         trainer = _trainer(arch, refit, base, shell)
         trainer.fit(x, t, soft, class_weights(y), None)

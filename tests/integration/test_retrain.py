@@ -51,7 +51,7 @@ def test_new_template_is_routed_by_the_model_after_retrain(tmp_path):
                  what="daemon routes the new template by the model")
         assert routed(d, *SOLVE, "95").startswith("fast")
         assert routed(d, *SOLVE, "3").startswith("cheap")
-        assert routed(d, PROG, "30").startswith("fast") and routed(d, PROG, "60").startswith("cheap")
+        assert routed(d, PROG, "30").startswith("fast") and routed(d, PROG, "12").startswith("cheap")
         assert "nothing finished since watermark" in d.router("retrain", timeout=120).stdout
     finally:
         d.stop()
