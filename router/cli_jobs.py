@@ -3,7 +3,6 @@ Kept apart from the model's commands; `submit` itself mostly takes client.fast_s
 
 from __future__ import annotations
 
-import sys
 
 from router.cli import (REMAINDER, command, _policy_path, _socket_path, _stdin_lines,
                         _store_path)

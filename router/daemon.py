@@ -84,8 +84,8 @@ class Daemon:
         self.store_path = str(store or d["store"] or paths.store())
         self.model_path = Path(model or d["model"] or paths.model())
         self.socket_path = Path(sock or d["socket"] or paths.socket())
+        self.models = modelfile.ModelCache(self.model_path)
         self.model: modelfile.ModelFile | None = None
-        self.model_stamp: tuple[int, int] | None = None
         self.stopping = asyncio.Event()
         self.draining = False
         self.counters: dict[str, int] = {"jobs": 0, "failed": 0, "refused": 0}
@@ -191,24 +191,13 @@ class Daemon:
             log.warning("policy %s reloaded", policy.path)
         except RouterError as exc:
             log.error("policy reload refused, keeping the old one: %s", exc)
-        self.model_stamp = None
+        self.models.forget()
         await self._load_model()
         notify.ready()
 
     async def _load_model(self) -> None:
-        try:
-            st = os.stat(self.model_path)
-        except FileNotFoundError:
-            return
-        stamp = (st.st_mtime_ns, st.st_ino)
-        if stamp == self.model_stamp:
-            return
-        self.model_stamp = stamp
-        try:
-            self.model = await asyncio.to_thread(modelfile.load, self.model_path)
-            log.warning("model %s loaded from %s", self.model.version, self.model_path)
-        except RouterError as exc:
-            log.error("%s; keeping the model in use", exc)
+        """In a thread: a stat, and a load only when the file changed; a bad file is refused."""
+        self.model = await asyncio.to_thread(self.models.get)
 
     async def _poll_model(self) -> None:
         while True:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import struct
@@ -23,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from router.errors import ModelError
+from router.errors import ModelError, RouterError
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"ROUTER-MODEL\n"
 FORMAT = 1
@@ -136,6 +139,35 @@ class ModelFile:
         np.maximum(h, 0.0, out=h)
         logits = np.einsum("knh,kh->kn", h, self._w3) + self._b3[:, None]
         return 1.0 / (1.0 + np.exp(-logits))
+
+
+class ModelCache:
+    """The model file's latest good version; a bad new file is logged and the old one kept."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = path
+        self.model: ModelFile | None = None
+        self.stamp: tuple[int, int] | None = None
+
+    def get(self) -> ModelFile | None:
+        """The model, re-read first if its file changed (a stat when it did not)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return self.model
+        stamp = (st.st_mtime_ns, st.st_ino)
+        if stamp != self.stamp:
+            self.stamp = stamp
+            try:
+                self.model = load(self.path)
+                log.warning("model %s loaded from %s", self.model.version, self.path)
+            except RouterError as exc:
+                log.error("%s; keeping the model in use", exc)
+        return self.model
+
+    def forget(self) -> None:
+        """Re-read on the next get(), changed or not (SIGHUP)."""
+        self.stamp = None
 
 
 def _payload(model: ModelFile) -> bytes:

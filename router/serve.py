@@ -8,41 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from router import modelfile
+from router.modelfile import ModelCache
 from router.errors import RouterError
 from router.policy import Policy, route
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
-
-
-class ModelCache:
-    """The model file's latest good version; a bad new file is logged and the old one kept."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.model: modelfile.ModelFile | None = None
-        self.stamp: tuple[int, int] | None = None
-
-    def get(self) -> modelfile.ModelFile | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return self.model
-        stamp = (st.st_mtime_ns, st.st_ino)
-        if stamp != self.stamp:
-            self.stamp = stamp
-            try:
-                self.model = modelfile.load(self.path)
-                log.info("model %s loaded", self.model.version)
-            except RouterError as exc:
-                log.error("%s; keeping the model in use", exc)
-        return self.model
 
 
 def make_handler(policy: Policy, models: ModelCache) -> type[BaseHTTPRequestHandler]:

@@ -25,7 +25,6 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from router import modelfile
 from router.dataset import Dataset
 from router.errors import DataError
 from router.model import Arch, ensemble_logits, from_arrays, graph, init_members, to_arrays

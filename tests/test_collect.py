@@ -2,9 +2,7 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
-import pytest
 
 from conftest import EXAMPLES, ROUTER, need_program
 from router.store import Store

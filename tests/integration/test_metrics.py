@@ -4,7 +4,6 @@ Grafana dashboard returns data through Prometheus's HTTP API."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import EXAMPLES  # noqa: E402
 from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
-from test_daemon import POLICY, PROG, prog_model  # noqa: E402
+from test_daemon import POLICY, PROG  # noqa: E402
 
 from router import modelfile, retrain  # noqa: E402
 from router.dataset import Dataset  # noqa: E402
