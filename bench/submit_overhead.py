@@ -27,17 +27,20 @@ machines:
 threshold: 0.04
 """
 RUNS = int(os.environ.get("BENCH_RUNS", "40"))
+ROUTER = str(Path(sys.executable).with_name("router"))   # the console script users run
 JOBS = int(os.environ.get("BENCH_JOBS", "4000"))
 CLIENTS = 8
 
 
-def median_wall(cmd: list[str], env: dict[str, str]) -> float:
-    times = []
+def median_walls(cmds: list[list[str]], env: dict[str, str]) -> list[float]:
+    """Median wall time of each command, run in turns so that noise falls on all alike."""
+    times: list[list[float]] = [[] for _ in cmds]
     for _ in range(RUNS):
-        start = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for cmd, out in zip(cmds, times):
+            start = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+            out.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def spawn_limit(total: int, in_flight: int = 8) -> float:
@@ -62,7 +65,7 @@ def spawn_limit(total: int, in_flight: int = 8) -> float:
 def throughput(d: RunningDaemon) -> float:
     per = JOBS // CLIENTS
     lines = "".join(f"{i}\n" for i in range(per))
-    cmd = [sys.executable, "-m", "router", "submit", "--each", "--", "/bin/true"]
+    cmd = [ROUTER, "submit", "--each", "--", "/bin/true"]
     t0 = time.perf_counter()
     procs = [subprocess.Popen(cmd, env=d.env, stdin=subprocess.PIPE, text=True)
              for _ in range(CLIENTS)]
@@ -77,10 +80,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = RunningDaemon(Path(tmp), POLICY).start()
         try:
-            router = [sys.executable, "-m", "router", "submit", "--", "/bin/true"]
-            direct = median_wall(["/bin/true"], d.env)
-            submit = median_wall(router, d.env)
-            bare = median_wall([sys.executable, "-S", "-c", "pass"], d.env)
+            router = [ROUTER, "submit", "--", "/bin/true"]
+            direct, submit, bare = median_walls(
+                [["/bin/true"], router, [sys.executable, "-S", "-c", "pass"]], d.env)
             limit = spawn_limit(JOBS)
             rate = throughput(d)
         finally:

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import IO, Any
 
 STDERR_TAIL_LINES = 20
@@ -36,7 +36,7 @@ class Usage:
         return self.cpu_user_s + self.cpu_sys_s
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)   # dataclasses.asdict deep-copies: ~20x slower per job
 
 
 def exit_value(status: int) -> int:

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 TYPE_CHECKING = False   # typing itself costs ~13 ms at start-up; these are annotations only
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
     from typing import Any
+
+    Handler = Callable[[argparse.Namespace], int]
 
 from router.errors import RouterError
 
-Handler = Callable[["argparse.Namespace"], int]
 REMAINDER = "..."          # argparse.REMAINDER, without importing argparse on the submit path
 CLIENT_COMMANDS = ("submit", "jobs", "status", "follow", "cancel")
-HANDLERS: dict[str, Handler] = {}
+HANDLERS: dict[str, Handler] = {}     # annotations are strings: no import at run time
 
 
 def command(name: str) -> Callable[[Handler], Handler]:

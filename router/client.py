@@ -9,13 +9,13 @@ stderr), unless `--no-fallback`.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sys
-from collections.abc import Iterable, Iterator
-TYPE_CHECKING = False   # typing itself costs ~13 ms at start-up; Any is an annotation only
+from _socket import AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM
+from _socket import socket as unix_socket
+TYPE_CHECKING = False   # typing itself costs ~13 ms at start-up; these are annotations only
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
 from router import protocol
@@ -31,11 +31,12 @@ def exit_code(exit_value: int | None) -> int:
 
 
 class Connection:
-    """JSON lines over the daemon's unix socket."""
+    """JSON lines over the daemon's unix socket. The C socket type, not the socket module:
+    that module's enums cost the submit path ~15 ms to import."""
 
     def __init__(self, path: str):
         self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.sock = unix_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)
         try:
             self.sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
@@ -44,15 +45,20 @@ class Connection:
         except PermissionError:
             self.sock.close()
             raise RouterError(f"not allowed to use {path}: ask to be put in its group") from None
-        self.rfile = self.sock.makefile("rb")
 
     def send(self, msg: dict[str, Any]) -> None:
         """One sendall per message: whole lines even when --each sends from another thread."""
         self.sock.sendall(protocol.encode(msg))
 
     def events(self) -> Iterator[dict[str, Any]]:
-        for line in self.rfile:
-            yield protocol.decode(line)
+        buf = b""
+        while True:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                return
+            *lines, buf = (buf + chunk).split(b"\n")
+            for line in lines:
+                yield protocol.decode(line)
 
     def call(self, msg: dict[str, Any]) -> dict[str, Any]:
         """One request, one reply."""
@@ -64,7 +70,6 @@ class Connection:
         raise ProtocolError("daemon closed the connection")
 
     def close(self) -> None:
-        self.rfile.close()
         self.sock.close()
 
 
@@ -74,9 +79,14 @@ def _write(fd: int, data: bytes) -> None:
 
 
 def submit_request(argv: list[str], tag: int = 0, *, detach: bool = False,
-                   dry_run: bool = False) -> dict[str, Any]:
-    return {"op": "submit", "tag": tag, "argv": argv, "cwd": os.getcwd(),
-            "env": dict(os.environ), "detach": detach, "dry_run": dry_run}
+                   dry_run: bool = False, env: bool = True) -> dict[str, Any]:
+    """A job runs in our cwd with our environment; env=False reuses the one sent before on
+    this connection (--each sends it once)."""
+    req = {"op": "submit", "tag": tag, "argv": argv, "cwd": os.getcwd(), "detach": detach,
+           "dry_run": dry_run}
+    if env:
+        req["env"] = dict(os.environ)
+    return req
 
 
 def _decision_line(ev: dict[str, Any]) -> str:
@@ -95,21 +105,21 @@ def submit(sock_path: str, argv: list[str], *, detach: bool = False, dry_run: bo
                 raise ProtocolError(ev["error"])
             kind = ev.get("event")
             if kind == "decision":
-                print(json.dumps(ev) if as_json else _decision_line(ev))
+                print(protocol.dumps(ev) if as_json else _decision_line(ev))
                 return 0
             if kind == "queued" and (detach or parsable):
                 if parsable or not as_json:
                     print(ev["id"] if parsable else f"Submitted job {ev['id']} to {ev['machine']}"
                           f" ({ev['reason']})")
                 else:
-                    print(json.dumps(ev))
+                    print(protocol.dumps(ev))
                 if detach:
                     return 0
             elif kind == "out":
                 _write(ev["fd"], protocol.out_data(ev))
             elif kind == "exit":
                 if as_json:
-                    print(json.dumps(ev), file=sys.stderr)
+                    print(protocol.dumps(ev), file=sys.stderr)
                 return exit_code(ev["exit"])
         raise ProtocolError("daemon closed the connection before the job ended")
     finally:
@@ -129,7 +139,8 @@ def submit_each(sock_path: str, cmd: list[str], lines: Iterable[str], *,
         try:
             for lineno, line in enumerate(lines, 1):
                 if line.strip():
-                    conn.send(submit_request(cmd + shlex.split(line), lineno, detach=detach))
+                    conn.send(submit_request(cmd + shlex.split(line), lineno, detach=detach,
+                                             env=sent["count"] == 0))
                     sent["count"] += 1
         except ValueError as exc:
             sent["error"] = f"stdin line {lineno}: cannot parse {line.strip()!r}: {exc}"
@@ -155,7 +166,7 @@ def submit_each(sock_path: str, cmd: list[str], lines: Iterable[str], *,
                 finished += 1
                 failed += kind == "exit" and ev["exit"] != 0
                 if as_json or (detach and kind == "queued"):
-                    print(json.dumps(ev) if as_json else ev["id"], flush=True)
+                    print(protocol.dumps(ev) if as_json else ev["id"], flush=True)
             if ended and finished >= sent["count"]:
                 break
     finally:

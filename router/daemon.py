@@ -46,6 +46,8 @@ class Peer:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         self.pid, self.uid, self.gid = struct.unpack("3i", creds)
         self.jobs: set[Job] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.env: dict[str, str] = {}         # a submit without env gets the last one sent
         self.closed = False
         self.pending: list[bytes] = []
         self._account: tuple[str, int, list[int]] | None = None
@@ -81,9 +83,9 @@ class Daemon:
                  sock: str | None = None):
         self.policy = policy
         d = policy.daemon
-        self.store_path = str(store or d["store"] or paths.store())
-        self.model_path = Path(model or d["model"] or paths.model())
-        self.socket_path = Path(sock or d["socket"] or paths.socket())
+        self.store_path = os.path.abspath(store or d["store"] or paths.store())
+        self.model_path = Path(os.path.abspath(model or d["model"] or paths.model()))
+        self.socket_path = Path(os.path.abspath(sock or d["socket"] or paths.socket()))
         self.models = modelfile.ModelCache(self.model_path)
         self.model: modelfile.ModelFile | None = None
         self.stopping = asyncio.Event()
@@ -243,14 +245,28 @@ class Daemon:
             writer.close()
 
     async def _dispatch(self, peer: Peer, line: bytes) -> None:
-        tag = 0
+        """Submits are pipelined: the next request is read while one waits for its job id."""
         try:
             req = protocol.check_request(protocol.decode(line))
-            tag = req["tag"]
+        except RouterError as exc:
+            self._refuse(peer, exc, 0)
+            return
+        if req["op"] != "submit":
+            await self._handle(peer, req)
+            return
+        task = asyncio.create_task(self._handle(peer, req))
+        peer.tasks.add(task)
+        task.add_done_callback(peer.tasks.discard)
+
+    async def _handle(self, peer: Peer, req: dict[str, Any]) -> None:
+        try:
             await self.handlers[req["op"]](peer, req)
         except RouterError as exc:
-            self.counters["refused"] += 1
-            peer.send(protocol.error(str(exc).splitlines()[0], tag))
+            self._refuse(peer, exc, req["tag"])
+
+    def _refuse(self, peer: Peer, exc: RouterError, tag: int) -> None:
+        self.counters["refused"] += 1
+        peer.send(protocol.error(str(exc).splitlines()[0], tag))
 
     def _may_see(self, peer: Peer, owner_uid: int | None) -> bool:
         return peer.uid == 0 or peer.uid == owner_uid
@@ -268,6 +284,9 @@ class Daemon:
             raise ProtocolError(f"this daemon runs as uid {os.geteuid()} and serves only it")
         if not self.policy.allows(peer.uid):
             raise ProtocolError(f"uid {peer.uid} may not submit (policy access)")
+        if req["env"] is not None:
+            peer.env = req["env"]
+        env = peer.env            # read now: a later request on this connection may change it
         start = time.perf_counter()
         argv, cwd = req["argv"], req["cwd"]
         sh = shape(argv, cwd)
@@ -287,7 +306,7 @@ class Daemon:
                   "model_version": self.model.version if self.model else None,
                   "decision_us": decision_us, "uid": peer.uid}
         job_id = await self.writer.submit(lambda s, db: s.start_job(db, record))
-        spec = JobSpec(job_id, argv, cwd, req["env"], peer.uid, gid, groups, user)
+        spec = JobSpec(job_id, argv, cwd, env, peer.uid, gid, groups, user)
         job = Job(job_id, spec, d.machine, d.reason, req["detach"], peer, template=sh.template,
                   p_over=d.p_over, threshold=d.threshold)
         self.counters["jobs"] += 1
@@ -296,6 +315,8 @@ class Daemon:
             job.listeners.append(lambda ev: peer.send({**ev, "tag": req["tag"]}))
         peer.send({"event": "queued", "id": job_id, **head})
         self.dispatcher.enqueue(job)
+        if self.draining or (peer.closed and not req["detach"]):
+            self.dispatcher.cancel(job)      # its submitter left while it was being recorded
 
     async def op_jobs(self, peer: Peer, req: dict[str, Any]) -> None:
         rows = await self.writer.read(lambda s: s.active() if not req["all"] else s.recent_jobs())
@@ -392,7 +413,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 def main(policy_path: str | Path, *, store: str | None = None, model: str | None = None,
          sock: str | None = None) -> int:
-    policy = load_policy(policy_path)
+    policy = load_policy(os.path.abspath(policy_path))
     daemon = Daemon(policy, store=store, model=model, sock=sock)
     asyncio.run(daemon.run())
     return 0

@@ -107,14 +107,14 @@ class Dispatcher:
         while True:
             job = await queue.get()
             if job.cancelled:
-                await self._finish(job, None, "cancelled", "cancelled before it started")
+                self._finish(job, None, "cancelled", "cancelled before it started")
                 continue
             self.busy[name] += 1
             try:
                 await self._run(job)
             except Exception:  # noqa: BLE001 - one job's failure never stops the worker
                 log.exception("unhandled error running job %d", job.id)
-                await self._finish(job, None, "failed", "internal error")
+                self._finish(job, None, "failed", "internal error")
             finally:
                 self.busy[name] -= 1
 
@@ -138,9 +138,9 @@ class Dispatcher:
             if machine.fallback and machine.fallback != job.machine and not job.cancelled:
                 self._fall_back(job, machine, str(exc))
                 return
-            await self._finish(job, None, "failed", f"{job.machine}: {exc}")
+            self._finish(job, None, "failed", f"{job.machine}: {exc}")
             return
-        await self._finish(job, usage, "cancelled" if job.cancelled else "done", None)
+        self._finish(job, usage, "cancelled" if job.cancelled else "done", None)
 
     def _fall_back(self, job: Job, machine: Machine, why: str) -> None:
         log.warning("job %d: %s down (%s): falling back to %s", job.id, machine.name, why,
@@ -153,7 +153,8 @@ class Dispatcher:
                   "reason": job.reason})
         self.queues[job.machine].put_nowait(job)
 
-    async def _finish(self, job: Job, usage: Usage | None, state: str, error: str | None) -> None:
+    def _finish(self, job: Job, usage: Usage | None, state: str, error: str | None) -> None:
+        """The job's slot is free now; its exit event goes out once the history has it."""
         machine = self.machines[job.machine]
         fields: dict[str, Any] = {"state": state, "ended": time.time(), "machine": job.machine}
         if usage is not None:
@@ -164,9 +165,14 @@ class Dispatcher:
             if error:
                 self._output(job)(2, f"router: {error}\n".encode())
         self.spool.close(job)
-        await self.writer.submit(lambda s, db: s.update_job(db, job.id, fields))
         job.state = state
-        job.result = {"event": "exit", "id": job.id, "state": state, "exit": fields["exit"],
+        written = self.writer.submit(lambda s, db: s.update_job(db, job.id, fields))
+        written.add_done_callback(lambda f: self._recorded(job, fields, f))
+
+    def _recorded(self, job: Job, fields: dict[str, Any], written: asyncio.Future[Any]) -> None:
+        if not written.cancelled() and written.exception() is not None:
+            log.error("job %d: end not recorded: %s", job.id, written.exception())
+        job.result = {"event": "exit", "id": job.id, "state": job.state, "exit": fields["exit"],
                       "cost": fields.get("cost"), "machine": job.machine}
         self.running.pop(job.id, None)
         self.on_finished(job, fields)

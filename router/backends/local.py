@@ -13,14 +13,13 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from collectors.measure import Usage, kill_group, usage_from
 from router.backends import JobSpec, OnOutput
-from router.errors import BackendError
+from router.backends.spawn import Child, spawn
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +54,18 @@ class LocalRun:
 
     remote_id: str | None = None
 
-    def __init__(self, proc: subprocess.Popen[bytes], on_output: OnOutput):
-        self.pid = proc.pid
-        self.proc = proc
+    def __init__(self, child: Child, on_output: OnOutput):
+        self.pid = child.pid
+        self.child = child
         self.started = time.monotonic()
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[Usage] = self.loop.create_future()
         self.on_output = on_output
-        self.open = 0
+        self.open = {child.stdout, child.stderr}
         self.usage: Usage | None = None
-        for fd, pipe in ((1, proc.stdout), (2, proc.stderr)):
-            assert pipe is not None
-            os.set_blocking(pipe.fileno(), False)
-            self.loop.add_reader(pipe.fileno(), self._read, fd, pipe.fileno())
-            self.open += 1
+        for fd, pipe_fd in ((1, child.stdout), (2, child.stderr)):
+            os.set_blocking(pipe_fd, False)
+            self.loop.add_reader(pipe_fd, self._read, fd, pipe_fd)
         self.pidfd = os.pidfd_open(self.pid)
         self.loop.add_reader(self.pidfd, self._exited)
 
@@ -83,24 +80,28 @@ class LocalRun:
             self.on_output(fd, data)
             return
         self.loop.remove_reader(pipe_fd)
-        self.open -= 1
+        os.close(pipe_fd)
+        self.open.discard(pipe_fd)
         self._maybe_done()
 
     def _exited(self) -> None:
         self.loop.remove_reader(self.pidfd)
         os.close(self.pidfd)
         _, status, rusage = os.wait4(self.pid, 0)
-        self.proc.returncode = status
+        self.child.proc.returncode = status    # reaped: subprocess must not wait for it
         self.usage = usage_from(status, rusage, time.monotonic() - self.started)
         kill_group(self.pid)   # what it left behind in its session goes with it
         self._maybe_done()
 
     def _maybe_done(self) -> None:
-        if self.usage is not None and self.open == 0 and not self.done.done():
-            for pipe in (self.proc.stdout, self.proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+        if self.usage is not None and not self.open and not self.done.done():
+            self.close_stdin()
             self.done.set_result(self.usage)
+
+    def close_stdin(self) -> None:
+        if self.child.stdin is not None:
+            os.close(self.child.stdin)
+            self.child.stdin = None
 
     async def wait(self) -> Usage:
         return await self.done
@@ -112,32 +113,10 @@ class LocalRun:
         self.loop.call_later(KILL_GRACE_S, kill_group, self.pid, signal.SIGKILL)
 
 
-def credentials(spec: JobSpec) -> dict[str, Any]:
-    """Popen arguments that make the child the submitting user (gid, groups, then uid)."""
-    if os.geteuid() != 0 or spec.uid == 0:
-        return {}
-    return {"user": spec.uid, "group": spec.gid, "extra_groups": spec.groups}
-
-
-def popen(argv: list[str], spec: JobSpec, *, cwd: str | None = None,
-          stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-    """Start argv as the submitting user, in a new session, with its output on pipes."""
-    try:
-        return subprocess.Popen(argv, cwd=cwd, env=spec.env, stdin=stdin,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, **credentials(spec))
-    except FileNotFoundError:
-        raise BackendError(f"{argv[0]}: no such program (in {cwd or '.'})") from None
-    except PermissionError as exc:
-        raise BackendError(f"{argv[0]}: {exc.strerror}") from None
-    except (OSError, ValueError) as exc:
-        raise BackendError(f"cannot start {argv[0]}: {exc}") from None
-
-
 async def command(argv: list[str], spec: JobSpec) -> tuple[int, bytes, bytes]:
     """Run a helper command (ssh -O, sbatch, sacct) as the user without blocking the loop."""
     out: dict[int, list[bytes]] = {1: [], 2: []}
-    run = LocalRun(popen(argv, spec), lambda fd, data: out[fd].append(data))
+    run = LocalRun(spawn(argv, spec), lambda fd, data: out[fd].append(data))
     usage = await run.wait()
     return usage.exit, b"".join(out[1]), b"".join(out[2])
 
@@ -151,13 +130,13 @@ class LocalBackend:
         self.cgroup = cpu_cgroup(f"router-{machine.name}", float(quota)) if quota else None
 
     async def start(self, spec: JobSpec, on_output: OnOutput) -> LocalRun:
-        proc = popen(spec.argv, spec, cwd=spec.cwd)
+        child = spawn(spec.argv, spec, cwd=spec.cwd)
         if self.cgroup is not None:
             try:
-                (self.cgroup / "cgroup.procs").write_text(str(proc.pid))
+                (self.cgroup / "cgroup.procs").write_text(str(child.pid))
             except OSError as exc:
                 log.debug("job %d not capped: %s", spec.id, exc)
-        return LocalRun(proc, on_output)
+        return LocalRun(child, on_output)
 
     async def close(self) -> None:
         if self.cgroup is not None:

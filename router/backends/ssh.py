@@ -17,12 +17,12 @@ import os
 import shlex
 import signal
 import socket
-import subprocess
 from typing import Any
 
 from collectors.measure import Usage, kill_group
 from router.backends import JobSpec, OnOutput
-from router.backends.local import LocalRun, command, popen
+from router.backends.local import LocalRun, command
+from router.backends.spawn import Child, spawn
 from router.backends.wrapper import MARK, SOURCE, STARTED
 from router.errors import BackendError
 
@@ -35,7 +35,7 @@ STARTED_LINE = STARTED.encode()
 class SshRun(LocalRun):
     """The local ssh process; the usage comes from the remote wrapper's marker line."""
 
-    def __init__(self, proc: Any, on_output: OnOutput, host: str):
+    def __init__(self, child: Child, on_output: OnOutput, host: str):
         self.host = host
         self.remote: dict[str, Any] | None = None
         self.tail = b""
@@ -43,7 +43,7 @@ class SshRun(LocalRun):
         self.ran = False              # the wrapper said it started the job
         self.cancelled = False
         self.forward = on_output
-        super().__init__(proc, self._filter)
+        super().__init__(child, self._filter)
 
     def _filter(self, fd: int, data: bytes) -> None:
         if fd == 1:
@@ -83,9 +83,7 @@ class SshRun(LocalRun):
         if self.usage is not None:
             return
         self.cancelled = True
-        stdin = self.proc.stdin
-        if stdin is not None and not stdin.closed:
-            stdin.close()            # the remote wrapper kills the job's group on EOF
+        self.close_stdin()           # the remote wrapper kills the job's group on EOF
         self.loop.call_later(10.0, kill_group, self.pid, signal.SIGKILL)
 
 
@@ -150,8 +148,8 @@ class SshBackend:
         payload = json.dumps({"argv": spec.argv, "cwd": spec.cwd})
         remote = (f"exec {shlex.quote(self.python)} -S -c {shlex.quote(SOURCE)} "
                   f"{shlex.quote(payload)}")
-        proc = popen(self.base(spec.uid) + [remote], spec, stdin=subprocess.PIPE)
-        return SshRun(proc, on_output, self.host)
+        child = spawn(self.base(spec.uid) + [remote], spec, stdin_pipe=True)
+        return SshRun(child, on_output, self.host)
 
     async def close(self) -> None:
         for uid, spec in self.masters.items():

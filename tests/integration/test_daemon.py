@@ -83,9 +83,14 @@ def test_stdout_stderr_and_exit_codes(daemon):
     assert r.returncode == 127 and "no such program" in r.stderr
 
 
-def test_each_submits_one_job_per_line_over_one_connection(daemon):
+def test_each_submits_one_job_per_line_over_one_connection(daemon, tmp_path):
     r = daemon.router("submit", "--each", "--", "/bin/echo", "n", input="1\n2\n3\n")
     assert r.returncode == 0 and sorted(r.stdout.split("\n")[:-1]) == ["n 1", "n 2", "n 3"]
+    # the environment goes once per connection; every job still runs with it, in our cwd
+    env = dict(daemon.env, ROUTER_TEST_MARK="x y")
+    r = daemon.router("submit", "--each", "--", "/bin/sh", "-c", 'echo "$ROUTER_TEST_MARK $PWD"',
+                      input="1\n2\n3\n", env=env, cwd=tmp_path)
+    assert r.stdout.splitlines() == [f"x y {tmp_path}"] * 3
     r = daemon.router("submit", "--each", "--", "/bin/sh", "-c", 'exit "$0"', input="0\n4\n")
     assert r.returncode == 123
 
