@@ -10,6 +10,7 @@ the old one stays); SIGTERM drains; systemd hears READY, RELOADING, STOPPING and
 from __future__ import annotations
 
 import asyncio
+import gc
 import grp
 import logging
 import os
@@ -124,6 +125,7 @@ class Daemon:
         interval = notify.watchdog_interval()
         if interval and self.policy.daemon["watchdog"]:
             tasks.append(asyncio.create_task(self._watchdog(interval)))
+        gc.freeze()   # what start-up built lives as long as we do: no collection scans it
         notify.ready()
         log.warning("router daemon ready on %s (pid %d)", self.socket_path, os.getpid())
         await self.stopping.wait()

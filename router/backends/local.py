@@ -19,7 +19,7 @@ from typing import Any
 
 from collectors.measure import Usage, kill_group, usage_from
 from router.backends import JobSpec, OnOutput
-from router.backends.spawn import Child, spawn
+from router.backends.spawn import Child, start
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class LocalRun:
 async def command(argv: list[str], spec: JobSpec) -> tuple[int, bytes, bytes]:
     """Run a helper command (ssh -O, sbatch, sacct) as the user without blocking the loop."""
     out: dict[int, list[bytes]] = {1: [], 2: []}
-    run = LocalRun(spawn(argv, spec), lambda fd, data: out[fd].append(data))
+    run = LocalRun(await start(argv, spec), lambda fd, data: out[fd].append(data))
     usage = await run.wait()
     return usage.exit, b"".join(out[1]), b"".join(out[2])
 
@@ -130,7 +130,7 @@ class LocalBackend:
         self.cgroup = cpu_cgroup(f"router-{machine.name}", float(quota)) if quota else None
 
     async def start(self, spec: JobSpec, on_output: OnOutput) -> LocalRun:
-        child = spawn(spec.argv, spec, cwd=spec.cwd)
+        child = await start(spec.argv, spec, cwd=spec.cwd)
         if self.cgroup is not None:
             try:
                 (self.cgroup / "cgroup.procs").write_text(str(child.pid))

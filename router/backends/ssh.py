@@ -22,7 +22,7 @@ from typing import Any
 from collectors.measure import Usage, kill_group
 from router.backends import JobSpec, OnOutput
 from router.backends.local import LocalRun, command
-from router.backends.spawn import Child, spawn
+from router.backends.spawn import Child, start
 from router.backends.wrapper import MARK, SOURCE, STARTED
 from router.errors import BackendError
 
@@ -148,7 +148,7 @@ class SshBackend:
         payload = json.dumps({"argv": spec.argv, "cwd": spec.cwd})
         remote = (f"exec {shlex.quote(self.python)} -S -c {shlex.quote(SOURCE)} "
                   f"{shlex.quote(payload)}")
-        child = spawn(self.base(spec.uid) + [remote], spec, stdin_pipe=True)
+        child = await start(self.base(spec.uid) + [remote], spec, stdin_pipe=True)
         return SshRun(child, on_output, self.host)
 
     async def close(self) -> None:
