@@ -145,9 +145,7 @@ class SshBackend:
 
     async def start(self, spec: JobSpec, on_output: OnOutput) -> SshRun:
         await self.ensure_master(spec)
-        payload = json.dumps({"argv": spec.argv, "cwd": spec.cwd})
-        remote = (f"exec {shlex.quote(self.python)} -S -c {shlex.quote(SOURCE)} "
-                  f"{shlex.quote(payload)}")
+        remote = shlex.join(["exec", self.python, "-S", "-c", SOURCE, spec.cwd, *spec.argv])
         child = await start(self.base(spec.uid) + [remote], spec, stdin_pipe=True)
         return SshRun(child, on_output, self.host)
 
