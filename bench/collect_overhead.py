@@ -12,7 +12,7 @@ import tempfile
 import time
 
 N = int(os.environ.get("BENCH_N", "1000"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 
 
 def timed(cmd: str, env: dict[str, str]) -> tuple[float, str]:

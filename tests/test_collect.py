@@ -1,10 +1,14 @@
 import json
 import os
+import shlex
 import subprocess
 import time
 
+from hypothesis import given, strategies as st
+
 
 from conftest import EXAMPLES, ROUTER, need_program
+from collectors.sweep import build_argv
 from router.store import Store
 
 
@@ -122,3 +126,12 @@ def test_ctrl_c_kills_children_and_keeps_finished_rows(env, tmp_path):
     assert not _alive("sleep 777")
     with Store(env["ROUTER_STORE"]) as s:
         assert s.count() == 2
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab1 \t'\"\\\x0b\r\u00a0é")), max_size=12))
+def test_plain_lines_split_as_shlex_splits_them(line):
+    try:
+        expected = ["p", *shlex.split(line)]
+    except ValueError:
+        return
+    assert build_argv(["p"], line, 1) == expected
