@@ -42,17 +42,17 @@ class Hosts:
                 "IdentitiesOnly=yes"]
 
     def kill_sshd(self, name: str) -> None:
-        """The listener and every session under it: the host is gone. (`ip netns exec`
+        """The listener, every session under it and what runs there: the host is gone. (`ip netns exec`
         forks, so the listener is found by its config file, not by our child's pid.)"""
         proc = self.sshd.pop(name, None)
         if proc is None:
             return
-        for pid in listeners(self.tmp / name / "sshd_config"):
-            sessions = [int(p) for p in sh("pgrep", "-P", str(pid), check=False).stdout.split()]
-            _kill(pid)                   # its sessions now re-parent to us (subreaper)...
-            for child in sessions:
-                _kill(child)
-                _reap(child)             # ...so we can reap them: no zombies left behind
+        tree = [pid for top in listeners(self.tmp / name / "sshd_config") for pid in _tree(top)]
+        for pid in tree:
+            _kill(pid)                   # orphans re-parent to us (subreaper)...
+        time.sleep(0.2)
+        for pid in tree:
+            _reap(pid)                   # ...so we can reap them: no zombies left behind
         proc.kill()
         proc.wait()
 
@@ -61,6 +61,12 @@ def listeners(conf: Path) -> list[int]:
     """sshd processes started with this config file."""
     out = sh("pgrep", "-f", f"sshd.* -f {conf}", check=False).stdout.split()
     return [int(p) for p in out]
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants: the host's sessions and what runs in them."""
+    children = [int(p) for p in sh("pgrep", "-P", str(pid), check=False).stdout.split()]
+    return [pid] + [d for child in children for d in _tree(child)]
 
 
 def _kill(pid: int) -> None:
@@ -165,6 +171,9 @@ def teardown(hosts: Hosts | None) -> None:
     for path in Path("/tmp").glob("router-ssh-*/*"):    # control masters of this run
         sh("ssh", "-o", f"ControlPath={path}", "-O", "exit", "x", check=False)
     sh("pkill", "-KILL", "-u", USER, check=False)
+    time.sleep(0.2)
+    for pid in sh("pgrep", "-u", USER, check=False).stdout.split():
+        _reap(int(pid))                  # killed jobs whose parents died: now ours to reap
     for name in HOSTS:
         sh("ip", "netns", "del", f"rt-{name}", check=False)
         sh("ip", "link", "del", f"rt-{name}-h", check=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import EXAMPLES, need, need_program, need_root  # noqa: E402
-from daemon_fixture import RunningDaemon  # noqa: E402
+from daemon_fixture import ROUTER, RunningDaemon, wait_for  # noqa: E402
 import hosts as test_hosts  # noqa: E402
 
 from router.store import Store  # noqa: E402
@@ -103,5 +105,28 @@ def test_unreachable_host_without_fallback_fails_in_one_line(hosts, tmp_path):
         with Store(d.env["ROUTER_STORE"]) as s:
             row = s.all_runs()[-1]
         assert row["state"] == "failed" and "unreachable" in row["stderr_tail"]
+    finally:
+        d.stop()
+
+
+def test_ctrl_c_kills_the_remote_process_group(hosts, tmp_path):
+    text = policy(hosts).replace("route: {over: fast, under: cheap}",
+                                 "route: {over: cheap, under: cheap}")
+    d = RunningDaemon(tmp_path, text).start()
+
+    def remote_sleeps() -> list[str]:
+        """The test user's live sleeps (killed ones stay zombies until the subreaper reaps)."""
+        ps = subprocess.run(["ps", "-u", test_hosts.USER, "-o", "stat=,comm="],
+                            capture_output=True, text=True).stdout.splitlines()
+        return [line for line in ps if line.split()[-1] == "sleep" and "Z" not in line.split()[0]]
+    try:
+        client = subprocess.Popen([*ROUTER, "submit", "--", "/bin/sh", "-c",
+                                   "sleep 4242 & sleep 4243; wait"], env=d.env)
+        wait_for(lambda: len(remote_sleeps()) == 2, what="the remote job and its child")
+        client.send_signal(signal.SIGINT)
+        assert client.wait(timeout=30) != 0
+        wait_for(lambda: not remote_sleeps(), what="the remote process group killed")
+        with Store(d.env["ROUTER_STORE"]) as s:
+            assert wait_for(lambda: s.all_runs()[-1]["state"] == "cancelled", what="cancelled")
     finally:
         d.stop()
