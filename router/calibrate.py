@@ -69,3 +69,43 @@ def calibrate(policy: Policy, reference: str | None = None, repeat: int = 3) -> 
         if "cpu_s" in r:
             r["speed"] = round(ref / r["cpu_s"], 3)
     return results
+
+
+def write_speeds(path: str, speeds: dict[str, float]) -> str:
+    """Set machines.NAME.speed in the policy file, keeping the rest of its text (comments,
+    order, style) as it was; the new text must validate before it replaces the old, atomically."""
+    import yaml
+
+    from router.policy import parse_policy
+
+    with open(path) as f:
+        text = f.read()
+    root = yaml.compose(text)
+    machines = next((v for k, v in root.value if k.value == "machines"), None)
+    edits: list[tuple[int, int, str]] = []
+    for key, node in machines.value if machines is not None else []:
+        if key.value in speeds and isinstance(node, yaml.MappingNode):
+            edits.append(_speed_edit(text, node, speeds[key.value]))
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    parse_policy(text, path)
+    tmp = f"{path}.calibrate.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return text
+
+
+def _speed_edit(text: str, machine: Any, speed: float) -> tuple[int, int, str]:
+    """(start, end, replacement) in text that sets this machine mapping's speed."""
+    for key, value in machine.value:
+        if key.value == "speed":
+            return value.start_mark.index, value.end_mark.index, f"{speed:g}"
+    if machine.flow_style:            # {backend: local, price: 1.0}: before the brace
+        end = text.rindex("}", 0, machine.end_mark.index)
+        return end, end, f", speed: {speed:g}"
+    first = machine.value[0][0]       # block style: a line of its own under the first key
+    line_start = text.rindex("\n", 0, first.start_mark.index) + 1
+    return line_start, line_start, " " * first.start_mark.column + f"speed: {speed:g}\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from router.cli import (REMAINDER, command, _load_policy, _model_path, _stdin_lines,
-                        _store_path)
+from router.cli import (REMAINDER, command, _load_policy, _model_path, _policy_path,
+                        _stdin_lines, _store_path)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -189,18 +189,27 @@ def _add_retrain(sub: Any) -> None:
 def _calibrate(args: argparse.Namespace) -> int:
     import json
 
-    from router.calibrate import calibrate
+    from router import paths
+    from router.calibrate import calibrate, write_speeds
+    from router.errors import UsageError
+
+    path = _policy_path(args)
+    if args.write and os.path.samefile(path, paths.demo_policy()):
+        raise UsageError("calibrate --write: give --policy FILE (the embedded demo is read-only)")
     results = calibrate(_load_policy(args), args.reference, args.repeat)
     if args.json:
         print(json.dumps(results))
-        return 0
-    print(f"{'MACHINE':<12} {'SPEED':>6} {'CPU_S':>8} {'WALL_S':>8}")
-    for name, r in results.items():
-        if "error" in r:
-            print(f"{name:<12} {'-':>6} {'-':>8} {'-':>8}  {r['error']}")
-        else:
-            print(f"{name:<12} {r['speed']:>6.3f} {r['cpu_s']:>8.3f} {r['wall_s']:>8.3f}")
-    print("# set machines.NAME.speed in the policy to these speeds", file=sys.stderr)
+    else:
+        print(f"{'MACHINE':<12} {'SPEED':>6} {'CPU_S':>8} {'WALL_S':>8}")
+        for name, r in results.items():
+            if "error" in r:
+                print(f"{name:<12} {'-':>6} {'-':>8} {'-':>8}  {r['error']}")
+            else:
+                print(f"{name:<12} {r['speed']:>6.3f} {r['cpu_s']:>8.3f} {r['wall_s']:>8.3f}")
+    if args.write:
+        write_speeds(path, {n: r["speed"] for n, r in results.items() if "speed" in r})
+        print(f"# speeds written to {path}; `systemctl reload router` applies them",
+              file=sys.stderr)
     return 0
 
 
@@ -213,6 +222,8 @@ def _add_calibrate(sub: Any) -> None:
     p.add_argument("--reference", metavar="MACHINE", help="default: the policy's under machine")
     p.add_argument("--repeat", type=int, default=3, help="runs per machine (best counts)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--write", action="store_true",
+                   help="set each machine's speed in the policy file (comments kept)")
 
 
 ADDERS = [_add_train, _add_predict, _add_serve, _add_retrain, _add_calibrate]

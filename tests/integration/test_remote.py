@@ -17,6 +17,7 @@ from conftest import EXAMPLES, need, need_program, need_root  # noqa: E402
 from daemon_fixture import ROUTER, RunningDaemon, wait_for  # noqa: E402
 import hosts as test_hosts  # noqa: E402
 
+from router.policy import load_policy  # noqa: E402
 from router.store import Store  # noqa: E402
 
 
@@ -80,9 +81,13 @@ def test_routes_to_real_hosts_measures_remote_cpu_and_falls_back(hosts, tmp_path
         assert [r["machine"] for r in rows] == ["fast", "cheap"]
         assert rows[0]["cpu_user_s"] > 0.03 and rows[0]["cost"] > rows[1]["cost"] > 0
 
-        cal = json.loads(d.router("calibrate", "--json", "--repeat", "1", timeout=120).stdout)
+        cal = json.loads(d.router("calibrate", "--json", "--write", "--repeat", "1",
+                                  timeout=120).stdout)
         assert cal["cheap"]["wall_s"] > 2.5 * cal["fast"]["wall_s"], cal   # 25% of a core
         assert 0.5 < cal["fast"]["speed"] < 2.0, cal                          # same CPUs
+        written = load_policy(d.policy).machines
+        assert [written[m].speed for m in ("cheap", "fast")] == \
+            [cal[m]["speed"] for m in ("cheap", "fast")]
 
         hosts.kill_sshd("fast")
         r = d.router("submit", "--", *job(hosts, "30"), timeout=60)
