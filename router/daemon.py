@@ -114,7 +114,7 @@ class Daemon:
         for sig, handler in ((signal.SIGTERM, self._term), (signal.SIGINT, self._term),
                              (signal.SIGHUP, self._hup)):
             loop.add_signal_handler(sig, handler)
-        tasks = [asyncio.create_task(self._poll_model())]
+        tasks = [asyncio.create_task(self._poll_model()), asyncio.create_task(self._prune())]
         port = self.policy.daemon["metrics_port"]
         if port:
             from router.metrics import Metrics   # prometheus_client only when asked for
@@ -207,6 +207,16 @@ class Daemon:
         while True:
             await asyncio.sleep(self.policy.daemon["model_poll_s"])
             await self._load_model()
+
+    async def _prune(self) -> None:
+        """Finished jobs' output older than daemon.spool_days goes, hourly, in a thread."""
+        while True:
+            keep = set(self.dispatcher.running)
+            removed = await asyncio.to_thread(
+                self.spool.prune, self.policy.daemon["spool_days"] * 86400, keep)
+            if removed:
+                log.warning("spool: removed the output of %d old jobs", removed)
+            await asyncio.sleep(3600)
 
     async def _sample_metrics(self) -> None:
         while True:

@@ -74,6 +74,22 @@ class Spool:
             f.close()
         job.files.clear()
 
+    def prune(self, max_age_s: float, keep: set[int]) -> int:
+        """Delete the output of jobs that ended more than max_age_s ago (not those in keep);
+        `router follow` of such a job then gives its exit status and no output."""
+        cutoff = time.time() - max_age_s
+        removed = 0
+        for path in self.dir.iterdir():
+            if path.suffix not in (".out", ".err"):
+                continue
+            try:
+                if int(path.stem) not in keep and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except (ValueError, OSError):
+                continue
+        return removed
+
     def read(self, job_id: int, fd: int, limit: int | None) -> bytes:
         try:
             with open(self.path(job_id, fd), "rb") as f:

@@ -43,7 +43,7 @@ SCHEMA: dict[str, Any] = {
         "socket": (str, None), "socket_group": (str, None), "socket_mode": (int, 0o660),
         "store": (str, None), "model": (str, None), "metrics_port": (int, None),
         "drain_timeout": (float, 30.0), "model_poll_s": (float, 2.0),
-        "watchdog": (bool, True),
+        "watchdog": (bool, True), "spool_days": (float, 7.0),
     },
     "retrain": {
         "margin": (float, 0.02), "holdout": (int, 200), "min_accuracy": (float, 0.8),
