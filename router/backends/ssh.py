@@ -92,9 +92,9 @@ class Agent:
         try:
             await asyncio.wait_for(asyncio.shield(self.ready), timeout)
         except asyncio.TimeoutError:
+            self.ready.cancel()
             self.close()
-            raise BackendError(f"host {self.host} unreachable: no agent after {timeout:g}s") \
-                from None
+            raise BackendError(f"host {self.host}: no agent after {timeout:g}s") from None
 
     async def _watch(self) -> None:
         await self.proc.wait()
@@ -106,7 +106,12 @@ class Agent:
             return
         *lines, self.buf = (self.buf + data).split(b"\n")
         for line in lines:
-            self._event(json.loads(line))
+            try:
+                event = json.loads(line)
+            except ValueError:    # e.g. a login script that prints: not ours, not fatal
+                log.warning("%s: ignoring a line that is not the agent's: %.80r", self.host, line)
+                continue
+            self._event(event)
 
     def _event(self, ev: dict[str, Any]) -> None:
         kind = ev["ev"]
@@ -145,7 +150,7 @@ class Agent:
         self.alive = False
         why = self.err.decode(errors="replace").strip().splitlines()[-1:] or ["connection closed"]
         if not self.ready.done():
-            self.ready.set_exception(BackendError(f"host {self.host} unreachable: {why[0]}"))
+            self.ready.set_exception(BackendError(f"host {self.host}: no agent: {why[0]}"))
         for run in list(self.runs.values()):
             run.lost(why[0])
         self.runs.clear()

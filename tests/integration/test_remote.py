@@ -114,6 +114,19 @@ def test_unreachable_host_without_fallback_fails_in_one_line(hosts, tmp_path):
         d.stop()
 
 
+def test_a_host_without_the_agents_python_fails_in_one_line(hosts, tmp_path):
+    text = policy(hosts).replace("route: {over: fast, under: cheap}",
+                                 "route: {over: cheap, under: cheap}")
+    text = text.replace(f"user: {test_hosts.USER},", f"user: {test_hosts.USER}, "
+                        "python: /nonexistent/python3,")
+    d = RunningDaemon(tmp_path, text).start()
+    try:
+        r = d.router("submit", "--", "/bin/true", timeout=60)
+        assert r.returncode == 127 and "no agent" in r.stderr and "python3" in r.stderr, r.stderr
+    finally:
+        d.stop()
+
+
 def test_ctrl_c_kills_the_remote_process_group(hosts, tmp_path):
     text = policy(hosts).replace("route: {over: fast, under: cheap}",
                                  "route: {over: cheap, under: cheap}")
