@@ -8,7 +8,8 @@ machine's fallback. Over that connection runs one remote agent per user (`wrappe
 with the first job and kept: each job is one line to it, not an ssh client and a remote Python
 start of its own (~30 ms: more than the rest of a job's overhead together). The agent measures
 each job's CPU with wait4 on the remote host and streams its output back; cancelling a job
-kills its remote process group, and when the connection ends the agent kills them all.
+kills its remote process group, and when the connection ends the agent kills them all. Jobs
+get the remote login environment, as `ssh host cmd` does: paths rarely mean the same there.
 """
 
 from __future__ import annotations
