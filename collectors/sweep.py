@@ -163,8 +163,9 @@ class Sweep:
         if not self._pending:
             return
         with self.store.transaction() as db:
-            for record, _ in self._pending:
-                record["id"] = self.store.add_run_in(db, record)
+            ids = self.store.add_runs_in(db, [record for record, _ in self._pending])
+        for (record, _), run_id in zip(self._pending, ids):
+            record["id"] = run_id
         for record, line in self._pending:
             self._emit(record, line)
         self.out.flush()

@@ -33,6 +33,17 @@ def test_a_failed_write_rolls_back_as_a_unit(store_path: Path):
         assert s.count() == 0
 
 
+def test_a_batch_takes_consecutive_ids_and_completion_numbers(store_path: Path):
+    with Store(store_path, reservoir_size=3) as s:
+        first = s.add_run(record(1))
+        with s.transaction() as db:
+            ids = s.add_runs_in(db, [record(i) for i in range(2, 6)])
+        assert ids == [first + 1, first + 2, first + 3, first + 4]
+        assert [s.get(i)["argv"] for i in ids] == [["prog", str(i)] for i in range(2, 6)]
+        assert [r["done_seq"] for r in s.runs(since_seq=1)] == [2, 3, 4, 5]
+        assert s.done_seq() == 5 and len(s.reservoir()) == 3
+
+
 def test_old_file_is_migrated_forward_and_keeps_its_rows(store_path: Path):
     db = sqlite3.connect(store_path)
     MIGRATIONS[0](db)
