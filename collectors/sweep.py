@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import IO, Any
 
-    from collectors.measure import Started, Usage
+    from collectors.measure import Usage
 
 from collectors.measure import finish, scratch_file, start
 from router.errors import UsageError

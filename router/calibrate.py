@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from collectors.measure import Usage
-from router import backends
+from router import atomic, backends
 from router.backends import JobSpec
 from router.errors import BackendError
 from router.policy import Policy
@@ -71,7 +71,7 @@ def calibrate(policy: Policy, reference: str | None = None, repeat: int = 3) -> 
     return results
 
 
-def write_speeds(path: str, speeds: dict[str, float]) -> str:
+def write_speeds(path: str, speeds: dict[str, float]) -> None:
     """Set machines.NAME.speed in the policy file, keeping the rest of its text (comments,
     order, style) as it was; the new text must validate before it replaces the old, atomically."""
     import yaml
@@ -89,13 +89,7 @@ def write_speeds(path: str, speeds: dict[str, float]) -> str:
     for start, end, new in sorted(edits, reverse=True):
         text = text[:start] + new + text[end:]
     parse_policy(text, path)
-    tmp = f"{path}.calibrate.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return text
+    atomic.write(path, text.encode())
 
 
 def _speed_edit(text: str, machine: Any, speed: float) -> tuple[int, int, str]:

@@ -194,7 +194,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from router.errors import UsageError
 
     path = _policy_path(args)
-    if args.write and os.path.samefile(path, paths.demo_policy()):
+    if args.write and os.path.realpath(path) == os.path.realpath(paths.demo_policy()):
         raise UsageError("calibrate --write: give --policy FILE (the embedded demo is read-only)")
     results = calibrate(_load_policy(args), args.reference, args.repeat)
     if args.json:

@@ -17,13 +17,13 @@ import logging
 import math
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from router import atomic
 from router.errors import ModelError, RouterError
 
 log = logging.getLogger(__name__)
@@ -188,19 +188,7 @@ def save(model: ModelFile, path: str | os.PathLike[str]) -> str:
     payload = _payload(model)
     digest = hashlib.sha256(payload).digest()
     model.meta["hash"] = digest.hex()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + _HEADER.pack(FORMAT, digest, len(payload)) + payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.write(path, MAGIC + _HEADER.pack(FORMAT, digest, len(payload)) + payload)
     return digest.hex()
 
 

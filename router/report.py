@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import html
 import io
-import os
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -23,7 +20,7 @@ matplotlib.use("svg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from router import usage  # noqa: E402
+from router import atomic, usage  # noqa: E402
 from router.policy import Policy  # noqa: E402
 
 STYLE = """
@@ -207,9 +204,5 @@ def render(rows: list[dict[str, Any]], policy: Policy) -> str:
 def write_report(rows: list[dict[str, Any]], policy: Policy, out: str) -> str:
     """Write atomically; returns the path."""
     page = render(rows, policy)
-    path = Path(out)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(page)
-    os.replace(tmp, path)
-    return str(path)
+    atomic.write(out, page.encode())
+    return str(out)
