@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from router import modelfile, notify, paths, protocol
-from router.backends import JobSpec
+from router.backends import JobSpec, spawn
 from router.drift import Drift
 from router.errors import ProtocolError, RouterError
 from router.features import shape
@@ -135,6 +135,7 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await self.dispatcher.close()
+        spawn.close()
         self.writer.close()
         self.socket_path.unlink(missing_ok=True)
         log.warning("router daemon stopped")
@@ -425,6 +426,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 def main(policy_path: str | Path, *, store: str | None = None, model: str | None = None,
          sock: str | None = None) -> int:
+    if os.environ.get("XSWITCH"): sys.setswitchinterval(float(os.environ["XSWITCH"]))
     policy = load_policy(os.path.abspath(policy_path))
     daemon = Daemon(policy, store=store, model=model, sock=sock)
     asyncio.run(daemon.run())

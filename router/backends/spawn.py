@@ -1,78 +1,296 @@
-"""Starting a job's process: as the submitting user, in a new session, its output on pipes.
+"""Starting a job's process: as the submitting user, in a new session, its output streamed.
 
-The pipes are ours (plain descriptors the event loop watches), not the Popen object's, and
-the child is reaped by the caller with wait4 on a pidfd, so its rusage is ours to read.
-For the daemon's own user subprocess uses vfork, so the daemon (NumPy, the model) is not
-copied; a job for another user needs setgid, setgroups and setuid in the child, gid first.
-
-The parent waits in vfork until the child has exec'd: ~1-2 ms on a busy machine, most of
-the daemon's time per job when it was spent on the event loop. `start` spawns on a few
-threads instead (subprocess releases the GIL there), so the loop goes on meanwhile.
+The event loop's end of the spawner process (`spawner.py`), started on first use: a request
+goes out, and back come the pid, the output as it is read, and the exit status and rusage
+that wait4 gave. Nothing here blocks or takes a thread, and the daemon never holds its GIL
+while a process starts. Only a stdin pipe (the ssh agent's) is made here and handed over.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
-import functools
+import itertools
+import json
+import logging
 import os
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
 from typing import Any
 
-from router.backends import JobSpec
+from collectors.measure import Usage, exit_value
+from router.backends import JobSpec, OnOutput
+from router.backends.spawner import HEADER, OUTPUT
 from router.errors import BackendError
 
+log = logging.getLogger(__name__)
 
-@dataclass
+SPAWNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.py")
+PACKET = 1 << 16
+INLINE_MAX = 32 * 1024        # bigger requests (a huge environment) travel in a memfd
+ENV_CACHE = 64
+
+
+@dataclass(eq=False)
 class Child:
-    """A started process: its pid, the read ends of its stdout and stderr, the write end of
-    its stdin when one was asked for, and the Popen object, kept until the child is reaped."""
+    """A started process: the write end of its stdin when one was asked for, its output for
+    `on_output` (kept until one is attached), and `ended`, its Usage once it was reaped
+    and all its output was delivered."""
 
-    pid: int
-    stdout: int
-    stderr: int
+    key: int
+    program: str
+    cwd: str | None
     stdin: int | None
-    proc: subprocess.Popen[bytes]
+    spawner: Spawner
+    pid: int = 0
+    started: asyncio.Future[int] = field(init=False)
+    ended: asyncio.Future[Usage] = field(init=False)
+    pending: list[tuple[int, bytes]] = field(default_factory=list)
+    on_output: OnOutput | None = None
+
+    def __post_init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.started = loop.create_future()
+        self.ended = loop.create_future()
+
+    def attach(self, on_output: OnOutput) -> None:
+        self.on_output = on_output
+        for fd, data in self.pending:
+            on_output(fd, data)
+        self.pending.clear()
+
+    def output(self, fd: int, data: bytes) -> None:
+        if self.on_output is None:
+            self.pending.append((fd, data))
+        else:
+            self.on_output(fd, data)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal its whole process group, if it is still running (never a reused pid)."""
+        if not self.ended.done():
+            self.spawner.send({"op": "kill", "id": self.key, "sig": int(sig)}, [])
 
 
-def credentials(spec: JobSpec) -> dict[str, Any]:
-    """Popen arguments that make the child the submitting user (gid, groups, then uid)."""
-    if os.geteuid() != 0 or spec.uid == 0:
-        return {}
-    return {"user": spec.uid, "group": spec.gid, "extra_groups": spec.groups}
+class Spawner:
+    """One spawner process and the socket to it."""
 
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            self.pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", SPAWNER,
+                                                       str(theirs.fileno())], dict(os.environ),
+                                      file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(),
+                                                     theirs.fileno())])
+        self.sock = ours
+        self.sock.setblocking(False)
+        self.loop = loop
+        self.keys = itertools.count(1)
+        self.children: dict[int, Child] = {}
+        self.envs: dict[int, tuple[dict[str, str], int]] = {}
+        self.lines: list[bytes] = []
+        self.backlog: list[tuple[bytes, list[int]]] = []
+        self.flushing = False
+        self.alive = True
+        self.waiting = False
+        loop.add_reader(self.sock.fileno(), self._read)
 
-def spawn(argv: list[str], spec: JobSpec, *, cwd: str | None = None,
-          stdin_pipe: bool = False) -> Child:
-    """Start argv for spec's user; BackendError says in one line why it could not start."""
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    in_r, in_w = os.pipe() if stdin_pipe else (None, None)
-    try:
-        proc = subprocess.Popen(argv, cwd=cwd, env=spec.env, stdout=out_w, stderr=err_w,
-                                stdin=subprocess.DEVNULL if in_r is None else in_r,
-                                start_new_session=True, **credentials(spec))
-    except (OSError, ValueError) as exc:
-        for fd in (out_r, err_r, in_w):
-            if fd is not None:
+    def spawn(self, argv: list[str], spec: JobSpec, cwd: str | None, stdin_pipe: bool,
+              cgroup: str | None) -> Child:
+        in_r, in_w = os.pipe() if stdin_pipe else (None, None)
+        child = Child(next(self.keys), argv[0], cwd, in_w, self)
+        self.children[child.key] = child
+        cred = ([spec.uid, spec.gid, list(spec.groups)]
+                if os.geteuid() == 0 and spec.uid != 0 else None)
+        self.send({"op": "spawn", "id": child.key, "argv": argv, "cwd": cwd, "cred": cred,
+                   "cgroup": cgroup, "stdin": stdin_pipe, "env": self.env_ref(spec.env)},
+                  [in_r] if in_r is not None else [])
+        return child
+
+    def env_ref(self, env: dict[str, str]) -> int:
+        """A connection's jobs share one environment object: it is sent once, then named."""
+        known = self.envs.get(id(env))
+        if known is not None and known[0] is env:
+            return known[1]
+        ref = next(self.keys)
+        self.send({"op": "env", "id": ref, "env": env}, [])
+        self.envs[id(env)] = (env, ref)
+        if len(self.envs) > ENV_CACHE:
+            _, old = self.envs.pop(next(iter(self.envs)))
+            self.send({"op": "forget", "id": old}, [])
+        return ref
+
+    def send(self, msg: dict[str, Any], fds: list[int]) -> None:
+        """Requests go out together once this turn of the event loop is over, one a line; one
+        with descriptors (which are ours to close) goes alone."""
+        if not self.alive:
+            for fd in fds:
                 os.close(fd)
-        raise _why(argv[0], cwd, exc) from None
-    finally:
-        for fd in (out_w, err_w, in_r):
-            if fd is not None:
+            return
+        self.lines.append(_dumps(msg))
+        if fds:
+            self._pack(fds)
+            self._send_backlog()
+        elif not self.flushing:
+            self.flushing = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flushing = False
+        if self.alive:
+            self._pack([])
+            self._send_backlog()
+
+    def _pack(self, fds: list[int]) -> None:
+        """Pending lines into packets; the last one carries fds. One too big for a packet
+        travels in a memfd."""
+        packets: list[bytes] = []
+        size = 0
+        for line in self.lines:
+            if packets and size + len(line) < INLINE_MAX:
+                packets[-1] += b"\n" + line
+                size += len(line) + 1
+            else:
+                packets.append(line)
+                size = len(line)
+        self.lines.clear()
+        for i, data in enumerate(packets):
+            extra = fds if i == len(packets) - 1 else []
+            if len(data) > INLINE_MAX:
+                memfd = os.memfd_create("router-request", os.MFD_CLOEXEC)
+                os.write(memfd, data)
+                data, extra = b"@", extra + [memfd]
+            self.backlog.append((data, extra))
+
+    def _send_backlog(self) -> None:
+        while self.backlog:
+            data, fds = self.backlog[0]
+            try:
+                self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                            array.array("i", fds))] if fds else [])
+            except BlockingIOError:
+                if not self.waiting:
+                    self.loop.add_writer(self.sock.fileno(), self._send_backlog)
+                    self.waiting = True
+                return
+            except OSError:
+                fds = [fd for _, queued in self.backlog for fd in queued]
+                self.backlog.clear()    # it died: _read says so and fails its jobs
+            else:
+                self.backlog.pop(0)
+            for fd in fds:
                 os.close(fd)
-    return Child(proc.pid, out_r, err_r, in_w, proc)
+        if self.waiting:
+            self.loop.remove_writer(self.sock.fileno())
+            self.waiting = False
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(PACKET)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._died()
+                return
+            if data[:1] == OUTPUT:
+                _, key, fd = HEADER.unpack_from(data)
+                child = self.children.get(key)
+                if child is not None:
+                    child.output(fd, data[HEADER.size:])
+                continue
+            for line in data.split(b"\n"):
+                self._reply(json.loads(line))
+
+    def _reply(self, msg: dict[str, Any]) -> None:
+        child = self.children.get(msg["id"])
+        if child is None:
+            return
+        if "pid" in msg:
+            child.pid = msg["pid"]
+            child.started.set_result(child.pid)
+        elif "errno" in msg:
+            del self.children[child.key]
+            exc = OSError(msg["errno"], msg["error"]) if msg["errno"] else ValueError(msg["error"])
+            child.started.set_exception(_why(child.program, child.cwd, exc))
+        else:
+            del self.children[child.key]
+            child.ended.set_result(Usage(round(msg["utime"], 6), round(msg["stime"], 6),
+                                         round(msg["wall"], 6), int(msg["maxrss"]),
+                                         exit_value(msg["status"])))
+
+    def _died(self) -> None:
+        if self.alive:
+            log.error("the job spawner (pid %d) died; its running jobs are lost", self.pid)
+        self.close()
+        for child in self.children.values():
+            why = BackendError("the job spawner died")
+            if not child.started.done():
+                child.started.set_exception(why)
+            elif not child.ended.done():
+                child.ended.set_result(Usage(0.0, 0.0, 0.0, 0, 255, stderr_tail=str(why)))
+        self.children.clear()
+
+    def close(self) -> None:
+        """Our end closes; the spawner sees it and exits (jobs still running go on)."""
+        if not self.alive:
+            return
+        self.alive = False
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.sock.fileno())
+            self.loop.remove_writer(self.sock.fileno())
+        for _, fds in self.backlog:
+            for fd in fds:
+                os.close(fd)
+        self.backlog.clear()
+        self.sock.close()
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
 
 
-SPAWNERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="spawn")
+_current: Spawner | None = None
+
+
+def spawner() -> Spawner:
+    """This event loop's spawner, started (again) when it has none alive. One at a time:
+    a new event loop (asyncio.run again) closes the last one's."""
+    global _current
+    loop = asyncio.get_running_loop()
+    if _current is None or not _current.alive or _current.loop is not loop:
+        if _current is not None:
+            _current.close()
+        _current = Spawner(loop)
+    return _current
 
 
 async def start(argv: list[str], spec: JobSpec, *, cwd: str | None = None,
-                stdin_pipe: bool = False) -> Child:
-    """spawn() on a spawner thread: the event loop never waits in vfork."""
-    call = functools.partial(spawn, argv, spec, cwd=cwd, stdin_pipe=stdin_pipe)
-    return await asyncio.get_running_loop().run_in_executor(SPAWNERS, call)
+                stdin_pipe: bool = False, cgroup: str | None = None) -> Child:
+    """Start argv for spec's user; BackendError says in one line why it could not start."""
+    child = spawner().spawn(argv, spec, cwd, stdin_pipe, cgroup)
+    try:
+        await child.started
+    except BaseException:
+        if child.stdin is not None:
+            os.close(child.stdin)
+        raise
+    return child
+
+
+def close() -> None:
+    """Stop the spawner (the daemon's last step)."""
+    global _current
+    if _current is not None:
+        _current.close()
+        _current = None
+
+
+def _dumps(msg: Any) -> bytes:
+    return json.dumps(msg, separators=(",", ":")).encode()
 
 
 def _why(program: str, cwd: str | None, exc: BaseException) -> BackendError:

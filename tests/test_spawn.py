@@ -1,0 +1,94 @@
+"""The spawner process: jobs start, stream, end and die through it, and its death is said."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from router.backends import JobSpec, spawn
+from router.backends.local import LocalRun, command
+from router.errors import BackendError
+
+
+def spec(env: dict[str, str] | None = None) -> JobSpec:
+    return JobSpec(1, [], "/", env or dict(os.environ), os.getuid(), os.getgid(), [], "")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_output_exit_code_and_working_directory(tmp_path):
+    async def main():
+        return await command(["sh", "-c", "pwd; echo oops >&2; exit 3"], spec())
+    code, out, err = run(main())
+    assert (code, err) == (3, b"oops\n")
+    assert out.decode().strip() == os.getcwd()
+
+
+def test_large_output_arrives_whole_and_in_order(tmp_path):
+    async def main():
+        return await command(["sh", "-c", "seq 1 200000"], spec())
+    code, out, _ = run(main())
+    assert code == 0
+    assert out.decode().split() == [str(i) for i in range(1, 200001)]
+
+
+def test_a_huge_environment_travels_in_a_memfd(tmp_path):
+    env = dict(os.environ, **{f"V{i}": "y" * 1000 for i in range(200)})
+
+    async def main():
+        out: list[bytes] = []
+        child = await spawn.start(["sh", "-c", 'echo "${#V7} $PWD"'], spec(env), cwd=str(tmp_path))
+        usage = await LocalRun(child, lambda fd, data: out.append(data)).wait()
+        return usage.exit, b"".join(out).decode().split()
+    assert run(main()) == (0, ["1000", str(tmp_path)])
+
+
+@pytest.mark.parametrize("argv, cwd, says", [
+    (["no-such-program-here"], "/", "no-such-program-here: no such program"),
+    (["true"], "/no/such/dir", "working directory /no/such/dir: no such directory"),
+])
+def test_what_cannot_start_says_why_in_one_line(argv, cwd, says):
+    async def main():
+        await spawn.start(argv, spec(), cwd=cwd)
+    with pytest.raises(BackendError, match=says):
+        run(main())
+
+
+def test_cancel_kills_the_whole_group_and_reports_the_signal(tmp_path):
+    marker = tmp_path / "grandchild-ran"
+
+    async def main():
+        child = await spawn.start(["sh", "-c", f"(sleep 2; touch {marker}) & sleep 30"], spec())
+        job = LocalRun(child, lambda fd, data: None)
+        await asyncio.sleep(0.2)
+        job.cancel()
+        return await asyncio.wait_for(job.wait(), 10)
+    assert run(main()).exit == -signal.SIGTERM
+    import time
+    time.sleep(2.5)
+    assert not marker.exists()
+
+
+def test_a_dead_spawner_loses_its_jobs_and_the_next_start_gets_a_new_one():
+    async def main():
+        job = LocalRun(await spawn.start(["sleep", "30"], spec()), lambda fd, data: None)
+        os.kill(spawn.spawner().pid, signal.SIGKILL)
+        lost = await asyncio.wait_for(job.wait(), 10)
+        os.kill(job.pid, signal.SIGKILL)
+        code, out, _ = await command(["echo", "again"], spec())
+        return lost, code, out
+    lost, code, out = run(main())
+    assert (lost.exit, lost.stderr_tail) == (255, "the job spawner died")
+    assert (code, out) == (0, b"again\n")
+
+
+def test_a_job_inherits_only_its_stdin_stdout_and_stderr():
+    async def main():
+        return await command(["sh", "-c", "ls /proc/$$/fd"], spec())
+    code, out, _ = run(main())
+    assert (code, sorted(out.decode().split())) == (0, ["0", "1", "2"])
