@@ -426,7 +426,6 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 def main(policy_path: str | Path, *, store: str | None = None, model: str | None = None,
          sock: str | None = None) -> int:
-    if os.environ.get("XSWITCH"): sys.setswitchinterval(float(os.environ["XSWITCH"]))
     policy = load_policy(os.path.abspath(policy_path))
     daemon = Daemon(policy, store=store, model=model, sock=sock)
     asyncio.run(daemon.run())
