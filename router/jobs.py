@@ -24,6 +24,7 @@ from router.policy import Machine
 log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]
+RUNNING_RECORD_S = 0.05     # a local job is recorded running once it has run this long
 
 
 @dataclass(eq=False)
@@ -145,8 +146,10 @@ class Dispatcher:
         try:
             job.running = await self.backends[job.machine].start(job.spec, self._output(job))
             job.state = "running"
-            self.writer.submit(lambda s, db: s.update_job(db, job.id, {
-                "state": "running", "machine": job.machine, "remote_id": job.running.remote_id}))
+            if job.running.remote_id is None:
+                asyncio.get_running_loop().call_later(RUNNING_RECORD_S, self._record_running, job)
+            else:
+                self._record_running(job)
             if job.cancelled:
                 job.running.cancel()
             usage = await job.running.wait()
@@ -157,6 +160,14 @@ class Dispatcher:
             self._finish(job, None, "failed", f"{job.machine}: {exc}")
             return
         self._finish(job, usage, "cancelled" if job.cancelled else "done", None)
+
+    def _record_running(self, job: Job) -> None:
+        """A job that ended before this was called has its end recorded instead: at a
+        thousand short jobs a second, one history write in three saved."""
+        if job.state == "running":
+            self.writer.submit(lambda s, db: s.update_job(db, job.id, {
+                "state": "running", "machine": job.machine,
+                "remote_id": job.running.remote_id if job.running else None}))
 
     def _fall_back(self, job: Job, machine: Machine, why: str) -> None:
         log.warning("job %d: %s down (%s): falling back to %s", job.id, machine.name, why,
