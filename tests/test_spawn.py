@@ -54,7 +54,7 @@ def test_a_huge_environment_travels_in_a_memfd(tmp_path):
 ])
 def test_what_cannot_start_says_why_in_one_line(argv, cwd, says):
     async def main():
-        await spawn.start(argv, spec(), cwd=cwd)
+        await LocalRun(await spawn.start(argv, spec(), cwd=cwd), lambda fd, data: None).wait()
     with pytest.raises(BackendError, match=says):
         run(main())
 
@@ -77,6 +77,8 @@ def test_cancel_kills_the_whole_group_and_reports_the_signal(tmp_path):
 def test_a_dead_spawner_loses_its_jobs_and_the_next_start_gets_a_new_one():
     async def main():
         job = LocalRun(await spawn.start(["sleep", "30"], spec()), lambda fd, data: None)
+        while not job.pid:
+            await asyncio.sleep(0.01)
         os.kill(spawn.spawner().pid, signal.SIGKILL)
         lost = await asyncio.wait_for(job.wait(), 10)
         os.kill(job.pid, signal.SIGKILL)

@@ -54,9 +54,13 @@ class LocalRun:
     remote_id: str | None = None
 
     def __init__(self, child: Child, on_output: OnOutput):
-        self.pid = child.pid
         self.child = child
         child.attach(on_output)
+
+    @property
+    def pid(self) -> int:
+        """0 until the spawner has said it started."""
+        return self.child.pid
 
     def close_stdin(self) -> None:
         if self.child.stdin is not None:

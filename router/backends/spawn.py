@@ -1,8 +1,8 @@
 """Starting a job's process: as the submitting user, in a new session, its output streamed.
 
 The event loop's end of the spawner process (`spawner.py`), started on first use: a request
-goes out, and back come the pid, the output as it is read, and the exit status and rusage
-that wait4 gave. Nothing here blocks or takes a thread, and the daemon never holds its GIL
+goes out, and back come the pid (or why it could not start), the output as it is read, and
+the exit status and rusage that wait4 gave. Nothing here blocks or takes a thread, and the daemon never holds its GIL
 while a process starts. Only a stdin pipe (the ssh agent's) is made here and handed over.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from collectors.measure import Usage, exit_value
 from router.backends import JobSpec, OnOutput
-from router.backends.spawner import HEADER, OUTPUT
+from router.backends.spawner import ENDED, FAILED, OUTPUT, RECORD, STARTED
 from router.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -35,25 +35,29 @@ ENV_CACHE = 64
 
 @dataclass(eq=False)
 class Child:
-    """A started process: the write end of its stdin when one was asked for, its output for
+    """A process asked for: the write end of its stdin when one was asked for, its output for
     `on_output` (kept until one is attached), and `ended`, its Usage once it was reaped
-    and all its output was delivered."""
+    and all its output was delivered, or the BackendError that kept it from starting."""
 
     key: int
     program: str
     cwd: str | None
     stdin: int | None
     spawner: Spawner
-    pid: int = 0
-    started: asyncio.Future[int] = field(init=False)
+    pid: int = 0                   # known once the spawner says it started
     ended: asyncio.Future[Usage] = field(init=False)
     pending: list[tuple[int, bytes]] = field(default_factory=list)
     on_output: OnOutput | None = None
 
     def __post_init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.started = loop.create_future()
-        self.ended = loop.create_future()
+        self.ended = asyncio.get_running_loop().create_future()
+
+    def failed(self, why: BackendError) -> None:
+        """It never ran: `ended` says why; the stdin pipe has no reader."""
+        if self.stdin is not None:
+            os.close(self.stdin)
+            self.stdin = None
+        self.ended.set_exception(why)
 
     def attach(self, on_output: OnOutput) -> None:
         self.on_output = on_output
@@ -196,42 +200,47 @@ class Spawner:
             if not data:
                 self._died()
                 return
-            if data[:1] == OUTPUT:
-                _, key, fd = HEADER.unpack_from(data)
-                child = self.children.get(key)
-                if child is not None:
-                    child.output(fd, data[HEADER.size:])
-                continue
-            for line in data.split(b"\n"):
-                self._reply(json.loads(line))
+            at = 0
+            while at < len(data):
+                kind, size = RECORD.unpack_from(data, at)
+                at += RECORD.size
+                self._record(kind, data[at:at + size])
+                at += size
 
-    def _reply(self, msg: dict[str, Any]) -> None:
-        child = self.children.get(msg["id"])
-        if child is None:
-            return
-        if "pid" in msg:
-            child.pid = msg["pid"]
-            child.started.set_result(child.pid)
-        elif "errno" in msg:
-            del self.children[child.key]
-            exc = OSError(msg["errno"], msg["error"]) if msg["errno"] else ValueError(msg["error"])
-            child.started.set_exception(_why(child.program, child.cwd, exc))
-        else:
-            del self.children[child.key]
-            child.ended.set_result(Usage(round(msg["utime"], 6), round(msg["stime"], 6),
-                                         round(msg["wall"], 6), int(msg["maxrss"]),
-                                         exit_value(msg["status"])))
+    def _record(self, kind: bytes, payload: bytes) -> None:
+        if kind == b"O":
+            key, fd = OUTPUT.unpack_from(payload)
+            child = self.children.get(key)
+            if child is not None:
+                child.output(fd, payload[OUTPUT.size:])
+        elif kind == b"S":
+            key, pid = STARTED.unpack(payload)
+            if key in self.children:
+                self.children[key].pid = pid
+        elif kind == b"E":
+            key, status, utime, stime, maxrss, wall = ENDED.unpack(payload)
+            child = self.children.pop(key, None)
+            if child is not None:
+                child.ended.set_result(Usage(round(utime, 6), round(stime, 6), round(wall, 6),
+                                             maxrss, exit_value(status)))
+        elif kind == b"X":
+            key, errno = FAILED.unpack_from(payload)
+            child = self.children.pop(key, None)
+            if child is not None:
+                why = payload[FAILED.size:].decode(errors="replace")
+                child.failed(_why(child.program, child.cwd,
+                                  OSError(errno, why) if errno else ValueError(why)))
 
     def _died(self) -> None:
         if self.alive:
             log.error("the job spawner (pid %d) died; its running jobs are lost", self.pid)
         self.close()
+        why = "the job spawner died"
         for child in self.children.values():
-            why = BackendError("the job spawner died")
-            if not child.started.done():
-                child.started.set_exception(why)
-            elif not child.ended.done():
-                child.ended.set_result(Usage(0.0, 0.0, 0.0, 0, 255, stderr_tail=str(why)))
+            if not child.pid:
+                child.failed(BackendError(why))
+            else:
+                child.ended.set_result(Usage(0.0, 0.0, 0.0, 0, 255, stderr_tail=why))
         self.children.clear()
 
     def close(self) -> None:
@@ -270,15 +279,9 @@ def spawner() -> Spawner:
 
 async def start(argv: list[str], spec: JobSpec, *, cwd: str | None = None,
                 stdin_pipe: bool = False, cgroup: str | None = None) -> Child:
-    """Start argv for spec's user; BackendError says in one line why it could not start."""
-    child = spawner().spawn(argv, spec, cwd, stdin_pipe, cgroup)
-    try:
-        await child.started
-    except BaseException:
-        if child.stdin is not None:
-            os.close(child.stdin)
-        raise
-    return child
+    """Start argv for spec's user. Nothing waits for the spawner's answer: a job that could
+    not start ends with a BackendError that says why in one line."""
+    return spawner().spawn(argv, spec, cwd, stdin_pipe, cgroup)
 
 
 def close() -> None:

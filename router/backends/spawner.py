@@ -15,10 +15,8 @@ socket travels in a memfd passed as its last descriptor, the packet saying "@"):
    "cgroup": DIR | null, "stdin": bool}   alone in its packet with the stdin pipe's read
                                           end when "stdin"
   {"op": "kill", "id", "sig"}
-Replies: JSON lines, several a packet: {"id", "pid"} once started; {"id", "errno", "error"}
-when it could not start; {"id", "status", "utime", "stime", "maxrss", "wall"} once reaped
-and its output has all been sent. Output: a packet of OUTPUT, the job's id (4 bytes), the fd
-(1 byte) and the bytes read.
+Replies are binary records (see the structs below), several a packet: S once a job started,
+X when it could not start, O for what it wrote, E once it was reaped and all its output sent.
 """
 
 from __future__ import annotations
@@ -35,9 +33,12 @@ import time
 
 MAX_FDS = 4
 PACKET = 1 << 16
-OUTPUT = b"\0"
-HEADER = struct.Struct("<cIB")
-READ = PACKET - HEADER.size
+RECORD = struct.Struct("<cI")              # kind, payload length
+STARTED = struct.Struct("<Ii")             # b"S": id, pid
+FAILED = struct.Struct("<Ii")              # b"X": id, errno; then the message
+ENDED = struct.Struct("<Iiddqd")           # b"E": id, status, utime, stime, maxrss, wall
+OUTPUT = struct.Struct("<IB")              # b"O": id, fd; then the bytes
+READ = PACKET - RECORD.size - OUTPUT.size
 # Ignored or handled here, so a job would inherit them ignored: it gets the defaults.
 DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
                    signal.SIGHUP)
@@ -63,7 +64,7 @@ class Job:
         self.pidfd = os.pidfd_open(pid)
         self.pipes = pipes                  # read end -> 1 or 2
         self.started = time.monotonic()
-        self.reply: dict[str, object] | None = None
+        self.reply: bytes | None = None
         self.popen = popen
 
 
@@ -141,8 +142,8 @@ class Spawner:
         try:
             job = self.spawn(req, fds[0] if req["stdin"] else None)
         except (OSError, ValueError) as exc:
-            self.out.append(_line({"id": req["id"], "errno": getattr(exc, "errno", None) or 0,
-                                   "error": getattr(exc, "strerror", None) or str(exc)}))
+            why = (getattr(exc, "strerror", None) or str(exc)).encode()
+            self.record(b"X", FAILED.pack(req["id"], getattr(exc, "errno", None) or 0) + why)
             return
         if req["cgroup"]:
             try:
@@ -154,7 +155,7 @@ class Spawner:
         for fd in (job.pidfd, *job.pipes):
             self.by_fd[fd] = job
             self.epoll.register(fd, select.EPOLLIN)
-        self.out.append(_line({"id": job.id, "pid": job.pid}))
+        self.record(b"S", STARTED.pack(job.id, job.pid))
 
     def spawn(self, req: dict, stdin: int | None) -> Job:
         out_r, out_w = os.pipe()
@@ -209,7 +210,7 @@ class Spawner:
         except OSError:
             data = b""
         if data:
-            self.out.append(HEADER.pack(OUTPUT, job.id, job.pipes[fd]) + data)
+            self.record(b"O", OUTPUT.pack(job.id, job.pipes[fd]) + data)
             return
         self.forget(job, fd)
 
@@ -218,9 +219,8 @@ class Spawner:
         if job.popen is not None:
             job.popen.returncode = status   # reaped here: subprocess must not wait for it
         _killpg(job.pid, signal.SIGKILL)    # what it left behind in its session goes with it
-        job.reply = {"id": job.id, "status": status, "utime": ru.ru_utime,
-                     "stime": ru.ru_stime, "maxrss": ru.ru_maxrss,
-                     "wall": time.monotonic() - job.started}
+        job.reply = ENDED.pack(job.id, status, ru.ru_utime, ru.ru_stime, ru.ru_maxrss,
+                               time.monotonic() - job.started)
         self.forget(job, job.pidfd)
 
     def forget(self, job: Job, fd: int) -> None:
@@ -230,31 +230,26 @@ class Spawner:
         del self.by_fd[fd]
         job.pipes.pop(fd, None)
         if job.reply is not None and not job.pipes:
-            self.out.append(_line(job.reply))
+            self.record(b"E", job.reply)
             del self.by_id[job.id]
 
+    def record(self, kind: bytes, payload: bytes) -> None:
+        self.out.append(RECORD.pack(kind, len(payload)) + payload)
+
     def flush(self) -> None:
-        """What is waiting goes out in order, JSON lines joined into as few packets as fit;
-        the daemon always reads, so a full socket only makes us wait."""
-        batch: list[bytes] = []
+        """What is waiting goes out in order, in as few packets as it fits in; the daemon
+        always reads, so a full socket only makes us wait."""
+        packet: list[bytes] = []
         size = 0
         for item in self.out:
-            if item[:1] == OUTPUT or size + len(item) >= PACKET:
-                if batch:
-                    self.sock.sendall(b"\n".join(batch))
-                    batch, size = [], 0
-            if item[:1] == OUTPUT:
-                self.sock.sendall(item)
-            else:
-                batch.append(item)
-                size += len(item) + 1
-        if batch:
-            self.sock.sendall(b"\n".join(batch))
+            if packet and size + len(item) > PACKET:
+                self.sock.sendall(b"".join(packet))
+                packet, size = [], 0
+            packet.append(item)
+            size += len(item)
+        if packet:
+            self.sock.sendall(b"".join(packet))
         self.out.clear()
-
-
-def _line(msg: dict[str, object]) -> bytes:
-    return json.dumps(msg, separators=(",", ":")).encode()
 
 
 def _killpg(pgid: int, sig: int) -> None:
