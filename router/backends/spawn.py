@@ -2,8 +2,9 @@
 
 The event loop's end of the spawner process (`spawner.py`), started on first use: a request
 goes out, and back come the pid (or why it could not start), the output as it is read, and
-the exit status and rusage that wait4 gave. Nothing here blocks or takes a thread, and the daemon never holds its GIL
-while a process starts. Only a stdin pipe (the ssh agent's) is made here and handed over.
+the exit status and rusage that wait4 gave. Nothing here blocks or takes a thread, and the
+daemon never holds its GIL while a process starts. Only a stdin pipe (the ssh agent's) is
+made here and handed over.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import array
 import asyncio
 import itertools
-import json
 import logging
 import os
 import signal
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.measure import Usage, exit_value
+from router import protocol
 from router.backends import JobSpec, OnOutput
 from router.backends.spawner import ENDED, FAILED, OUTPUT, RECORD, STARTED
 from router.errors import BackendError
@@ -132,7 +133,7 @@ class Spawner:
             for fd in fds:
                 os.close(fd)
             return
-        self.lines.append(_dumps(msg))
+        self.lines.append(protocol.dumps(msg).encode())
         if fds:
             self._pack(fds)
             self._send_backlog()
@@ -149,17 +150,18 @@ class Spawner:
     def _pack(self, fds: list[int]) -> None:
         """Pending lines into packets; the last one carries fds. One too big for a packet
         travels in a memfd."""
-        packets: list[bytes] = []
+        packets: list[list[bytes]] = []
         size = 0
         for line in self.lines:
             if packets and size + len(line) < INLINE_MAX:
-                packets[-1] += b"\n" + line
+                packets[-1].append(line)
                 size += len(line) + 1
             else:
-                packets.append(line)
+                packets.append([line])
                 size = len(line)
         self.lines.clear()
-        for i, data in enumerate(packets):
+        for i, lines in enumerate(packets):
+            data = b"\n".join(lines)
             extra = fds if i == len(packets) - 1 else []
             if len(data) > INLINE_MAX:
                 memfd = os.memfd_create("router-request", os.MFD_CLOEXEC)
@@ -290,10 +292,6 @@ def close() -> None:
     if _current is not None:
         _current.close()
         _current = None
-
-
-def _dumps(msg: Any) -> bytes:
-    return json.dumps(msg, separators=(",", ":")).encode()
 
 
 def _why(program: str, cwd: str | None, exc: BaseException) -> BackendError:

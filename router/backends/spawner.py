@@ -22,7 +22,6 @@ X when it could not start, O for what it wrote, E once it was reaped and all its
 from __future__ import annotations
 
 import json
-from collections import deque
 import os
 import select
 import signal
@@ -30,6 +29,7 @@ import socket
 import struct
 import sys
 import time
+from collections import deque
 
 MAX_FDS = 4
 PACKET = 1 << 16
@@ -56,7 +56,7 @@ def resolve(program: str, env: dict[str, str]) -> str:
 
 
 class Job:
-    __slots__ = ("id", "pid", "pidfd", "pipes", "started", "reply", "popen")
+    __slots__ = ("id", "pid", "pidfd", "pipes", "popen", "reply", "started")
 
     def __init__(self, job_id: int, pid: int, pipes: dict[int, int], popen: object = None):
         self.id = job_id
