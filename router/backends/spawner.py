@@ -76,7 +76,7 @@ class Spawner:
         self.home = self.cwd = os.getcwd()
         self.by_fd: dict[int, Job] = {}     # pidfd and pipe read ends -> job
         self.by_id: dict[int, Job] = {}
-        self.out: list[bytes] = []          # packets and JSON lines, in order
+        self.out: list[bytes] = []          # records for the daemon, in order
         self.envs: dict[int, dict[str, str]] = {}
         self.todo: deque[tuple[dict, list[int]]] = deque()
 
@@ -93,8 +93,8 @@ class Spawner:
                         try:
                             self.handle(req, fds)
                         finally:
-                            for fd in fds:
-                                os.close(fd)
+                            for passed in fds:
+                                os.close(passed)
                     continue
                 job = self.by_fd.get(fd)
                 if job is None:
