@@ -42,7 +42,7 @@ def test_a_huge_environment_travels_in_a_memfd(tmp_path):
 
     async def main():
         out: list[bytes] = []
-        child = await spawn.start(["sh", "-c", 'echo "${#V7} $PWD"'], spec(env), cwd=str(tmp_path))
+        child = spawn.start(["sh", "-c", 'echo "${#V7} $PWD"'], spec(env), cwd=str(tmp_path))
         usage = await LocalRun(child, lambda fd, data: out.append(data)).wait()
         return usage.exit, b"".join(out).decode().split()
     assert run(main()) == (0, ["1000", str(tmp_path)])
@@ -54,7 +54,7 @@ def test_a_huge_environment_travels_in_a_memfd(tmp_path):
 ])
 def test_what_cannot_start_says_why_in_one_line(argv, cwd, says):
     async def main():
-        await LocalRun(await spawn.start(argv, spec(), cwd=cwd), lambda fd, data: None).wait()
+        await LocalRun(spawn.start(argv, spec(), cwd=cwd), lambda fd, data: None).wait()
     with pytest.raises(BackendError, match=says):
         run(main())
 
@@ -63,7 +63,7 @@ def test_cancel_kills_the_whole_group_and_reports_the_signal(tmp_path):
     marker = tmp_path / "grandchild-ran"
 
     async def main():
-        child = await spawn.start(["sh", "-c", f"(sleep 2; touch {marker}) & sleep 30"], spec())
+        child = spawn.start(["sh", "-c", f"(sleep 2; touch {marker}) & sleep 30"], spec())
         job = LocalRun(child, lambda fd, data: None)
         await asyncio.sleep(0.2)
         job.cancel()
@@ -76,7 +76,7 @@ def test_cancel_kills_the_whole_group_and_reports_the_signal(tmp_path):
 
 def test_a_dead_spawner_loses_its_jobs_and_the_next_start_gets_a_new_one():
     async def main():
-        job = LocalRun(await spawn.start(["sleep", "30"], spec()), lambda fd, data: None)
+        job = LocalRun(spawn.start(["sleep", "30"], spec()), lambda fd, data: None)
         while not job.pid:
             await asyncio.sleep(0.01)
         os.kill(spawn.spawner().pid, signal.SIGKILL)

@@ -84,7 +84,7 @@ class LocalRun:
 async def command(argv: list[str], spec: JobSpec) -> tuple[int, bytes, bytes]:
     """Run a helper command (ssh -O, sbatch, sacct) as the user without blocking the loop."""
     out: dict[int, list[bytes]] = {1: [], 2: []}
-    run = LocalRun(await start(argv, spec), lambda fd, data: out[fd].append(data))
+    run = LocalRun(start(argv, spec), lambda fd, data: out[fd].append(data))
     usage = await run.wait()
     return usage.exit, b"".join(out[1]), b"".join(out[2])
 
@@ -98,8 +98,8 @@ class LocalBackend:
         self.cgroup = cpu_cgroup(f"router-{machine.name}", float(quota)) if quota else None
 
     async def start(self, spec: JobSpec, on_output: OnOutput) -> LocalRun:
-        child = await start(spec.argv, spec, cwd=spec.cwd,
-                            cgroup=str(self.cgroup) if self.cgroup else None)
+        child = start(spec.argv, spec, cwd=spec.cwd,
+                      cgroup=str(self.cgroup) if self.cgroup else None)
         return LocalRun(child, on_output)
 
     async def close(self) -> None:

@@ -279,10 +279,11 @@ def spawner() -> Spawner:
     return _current
 
 
-async def start(argv: list[str], spec: JobSpec, *, cwd: str | None = None,
-                stdin_pipe: bool = False, cgroup: str | None = None) -> Child:
-    """Start argv for spec's user. Nothing waits for the spawner's answer: a job that could
-    not start ends with a BackendError that says why in one line."""
+def start(argv: list[str], spec: JobSpec, *, cwd: str | None = None,
+          stdin_pipe: bool = False, cgroup: str | None = None) -> Child:
+    """Ask for argv to start as spec's user, from inside the event loop. Nothing waits for
+    the spawner's answer: a job that could not start ends with a BackendError that says why
+    in one line."""
     return spawner().spawn(argv, spec, cwd, stdin_pipe, cgroup)
 
 

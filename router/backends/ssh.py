@@ -88,7 +88,7 @@ class Agent:
         self.ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def open(self, argv: list[str], timeout: float) -> None:
-        self.proc = LocalRun(await start(argv, self.spec, stdin_pipe=True), self._output)
+        self.proc = LocalRun(start(argv, self.spec, stdin_pipe=True), self._output)
         self.watch = asyncio.create_task(self._watch())
         try:
             await asyncio.wait_for(asyncio.shield(self.ready), timeout)
