@@ -43,7 +43,7 @@ class TrainOptions:
     embed_dim: int = 8
     batch: int = 256
     max_epochs: int = 3000
-    patience: int = 300
+    patience: int = 1000           # updates without a better validation score before stopping
     learning_rate: float = 3e-3
     val_fraction: float = 0.2
     devices: int | None = None     # None: all accelerators, or one CPU device
@@ -206,6 +206,10 @@ class Trainer:
 
     def fit(self, x: np.ndarray, t: np.ndarray, y: np.ndarray, w: np.ndarray,
             val: tuple[np.ndarray, ...] | None) -> dict[str, Any]:
+        """Train; with `val`, stop early, but never before `min_steps` updates (on a few hundred
+        runs of several templates one shared validation error can stop before a hard template,
+        a band, is learned), and keep the states of epoch max(best, that floor): the model a
+        refit of that many epochs makes, so the validation figures describe it."""
         n = len(y)
         ndev = len(self.devices)
         batch = max(ndev, min(self.opts.batch, n) // ndev * ndev)
@@ -216,8 +220,9 @@ class Trainer:
             y = np.concatenate([y, np.zeros(pad, y.dtype)])
             w = np.concatenate([w, np.zeros(pad, w.dtype)])
         steps_per_epoch = len(y) // batch
-        epochs = self.opts.epochs or min(self.opts.max_epochs,
-                                         max(3, self.opts.min_steps // steps_per_epoch + 1))
+        floor = min(self.opts.max_epochs, max(3, -(-self.opts.min_steps // steps_per_epoch)))
+        patience = -(-self.opts.patience // steps_per_epoch)
+        epochs = self.opts.epochs or (self.opts.max_epochs if val is not None else floor)
         chunk = min(self.CHUNK, epochs)
         _, _, run, loss_fn, _, _ = _compiled(self.arch, self.opts.learning_rate, batch, chunk)
         xs, ts, ys, ws = (jax.device_put(a, self.rows) for a in (x, t, y, w))
@@ -225,6 +230,7 @@ class Trainer:
         opt_state = self.tx.init(states)
         key = jax.random.key(self.opts.seed + 1)
         best, best_states, since_best, epoch, best_epoch = (math.inf, math.inf), states, 0, 0, 0
+        floor_states, floor_epoch = states, 0
         vals = [jax.device_put(a, self.replicated) for a in val] if val is not None else None
         while epoch < epochs:
             key, sub = jax.random.split(key)
@@ -235,16 +241,23 @@ class Trainer:
                 best, best_states, since_best, best_epoch = score, states, 0, epoch
             else:
                 since_best += chunk
+            if not floor_epoch and epoch >= floor:
+                floor_states, floor_epoch = states, epoch
             if self.opts.progress:
                 print(f"\repoch {epoch} loss {float(loss):.4f} val error {score[0]:.4f}",
                       end="", file=sys.stderr, flush=True)
-            if since_best >= self.opts.patience:
+            if since_best >= patience and epoch >= floor and not self.opts.epochs:
                 break
         if self.opts.progress:
             print(file=sys.stderr)
-        self.states = best_states
+        if vals is None or self.opts.epochs:
+            chosen, self.states = epoch, states
+        elif best_epoch < floor_epoch:
+            chosen, self.states = floor_epoch, floor_states
+        else:
+            chosen, self.states = best_epoch, best_states
         return {"epochs": epoch, "best_epoch": best_epoch, "best_loss": best[1], "batch": batch,
-                "steps_per_epoch": steps_per_epoch}
+                "steps_per_epoch": steps_per_epoch, "chosen_epoch": chosen}
 
     def _score(self, states: Any, vals: list[jax.Array] | None, loss: jax.Array) -> tuple:
         """Validation error first (it is what routing gets wrong), loss to break ties: loss
@@ -361,11 +374,7 @@ def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
     check = val_idx if len(val_idx) else train_idx
     p = trainer.probabilities(x[check], t[check]).mean(axis=0)
     if len(val_idx):   # the split chose the epochs; the model itself learns from every run
-        # ...but never fewer than min_steps updates: on a few hundred runs of several templates
-        # one shared validation error can stop before a hard template (a band) is learned
-        floor = -(-opts.min_steps // max(1, info["steps_per_epoch"]))
-        epochs = max(info["best_epoch"], min(floor, opts.max_epochs), 1)
-        refit = TrainOptions(**{**opts.__dict__, "epochs": epochs, "patience": 10**9})
+        refit = TrainOptions(**{**opts.__dict__, "epochs": max(info["chosen_epoch"], 1)})
         trainer = _trainer(arch, refit, base, shell)
         trainer.fit(x, t, soft, class_weights(y), None)
     weights = {k: np.asarray(v, dtype=np.float64) for k, v in to_arrays(trainer.states).items()}

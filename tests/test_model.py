@@ -14,7 +14,7 @@ from router import modelfile
 from router.dataset import Dataset, from_lines
 from router.errors import DataError, ModelError
 from router.model import Arch, ensemble_logits, from_arrays, graph, init_members
-from router.train import TrainOptions, encode, fit
+from router.train import TrainOptions, Trainer, encode, fit
 
 FAST = TrainOptions(epochs=300, members=3)
 
@@ -40,6 +40,19 @@ def test_learns_a_simple_cut(trained):
     assert trained.predict("/p {num}", (90.0,)).p_over > 0.8
     assert trained.predict("/p {num}", (5.0,)).p_over < 0.2
     assert not trained.predict("/other", ()).known
+
+
+def test_training_stops_early_but_not_before_its_floor_of_updates():
+    rng = np.random.default_rng(3)
+    data = Dataset()
+    for _ in range(400):   # 30% of labels flipped: validation loss turns up once it overfits
+        a = float(rng.uniform(1, 100))
+        data.add("/p {num}", (a,), int((a > 50) != (rng.uniform() < 0.3)), float("nan"), 0.05)
+    opts = TrainOptions(members=2, min_steps=400, patience=200, max_epochs=3000)
+    meta = fit(data, opts).meta
+    floor = -(-400 // meta["steps_per_epoch"])
+    assert meta["epochs"] < 3000
+    assert meta["chosen_epoch"] == max(meta["best_epoch"], -(-floor // Trainer.CHUNK) * Trainer.CHUNK)
 
 
 def test_fast_path_agrees_with_the_jax_forward(trained):
