@@ -1,12 +1,14 @@
 """Training samples/s of router's own trainer (the whole ensemble, epochs in one jit) against
 PyTorch (an idiomatic loop over the same number of members) and scikit-learn's MLPClassifier,
 on the same data and architecture, at batch 256 and 4096 with 1 and 16 features; plus the share
-of the machine's peak FLOP/s (a large jnp.dot timed in the same run). Last line: JSON."""
+of the machine's peak FLOP/s (a large jnp.dot timed in the same run). Peers are measured in
+turns, round after round, and each figure is the median over rounds. Last line: JSON."""
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -21,7 +23,8 @@ N = int(os.environ.get("BENCH_N", "65536"))
 K = 5
 HIDDEN = 64
 EMBED = 8
-SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "1.5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 def data(features: int) -> tuple[np.ndarray, ...]:
@@ -118,31 +121,46 @@ def peak_flops() -> float:
 
 
 def main() -> None:
-    peak = peak_flops()
-    rows = {}
-    for features in (1, 16):
-        for batch in (256, 4096):
-            ours = router_rate(features, batch)
-            torch = torch_rate(features, batch)
-            rows[(features, batch)] = {"router": ours, "torch": torch,
-                                       "share_of_peak": ours * K * flops_per_sample(features) / peak}
-            print(f"features {features:2} batch {batch:4}: router {ours:12,.0f} samples/s "
-                  f"(x{K} members), torch {torch:10,.0f}, ratio {ours / torch:5.1f}, "
-                  f"{rows[(features, batch)]['share_of_peak']:.0%} of peak", file=sys.stderr)
-    sk = {f: sklearn_rate(f, 256) for f in (1, 16)}
-    for f in (1, 16):
-        print(f"features {f:2} batch  256: scikit-learn {sk[f]:10,.0f} samples/s, router "
-              f"x{rows[(f, 256)]['router'] / sk[f]:.1f}", file=sys.stderr)
+    rows: dict[tuple[int, int], dict[str, list[float]]] = {
+        (f, b): {"router": [], "torch": [], "share": []} for f in (1, 16) for b in (256, 4096)}
+    sk: dict[int, list[float]] = {1: [], 16: []}
+    peaks = []
+    for _ in range(ROUNDS):   # in turns, so that a noisy moment falls on every peer alike
+        peaks.append(peak_flops())
+        for (features, batch), row in rows.items():
+            row["router"].append(router_rate(features, batch))
+            row["torch"].append(torch_rate(features, batch))
+            row["share"].append(row["router"][-1] * K * flops_per_sample(features) / peaks[-1])
+        for f in sk:
+            sk[f].append(sklearn_rate(f, 256))
+
+    def ratio(key: tuple[int, int], peer: list[float]) -> float:
+        """The median over rounds of router / peer, each round's pair measured together."""
+        return statistics.median(a / b for a, b in zip(rows[key]["router"], peer))
+
+    for (features, batch), row in rows.items():
+        print(f"features {features:2} batch {batch:4}: router "
+              f"{statistics.median(row['router']):12,.0f} samples/s (x{K} members), torch "
+              f"{statistics.median(row['torch']):10,.0f}, ratio "
+              f"{ratio((features, batch), row['torch']):5.1f}, "
+              f"{statistics.median(row['share']):.0%} of peak", file=sys.stderr)
+    for f in sk:
+        print(f"features {f:2} batch  256: scikit-learn {statistics.median(sk[f]):10,.0f} "
+              f"samples/s, router x{ratio((f, 256), sk[f]):.1f}", file=sys.stderr)
     result = {
-        "device": str(jax.devices()[0]), "members": K, "peak_gflops": round(peak / 1e9, 1),
-        "router_samples_per_s_b256": round(min(rows[(f, 256)]["router"] for f in (1, 16))),
-        "router_samples_per_s_b4096": round(min(rows[(f, 4096)]["router"] for f in (1, 16))),
-        "speedup_vs_torch_b256": round(min(rows[(f, 256)]["router"] / rows[(f, 256)]["torch"]
+        "device": str(jax.devices()[0]), "members": K, "rounds": ROUNDS,
+        "peak_gflops": round(statistics.median(peaks) / 1e9, 1),
+        "router_samples_per_s_b256": round(min(statistics.median(rows[(f, 256)]["router"])
+                                               for f in (1, 16))),
+        "router_samples_per_s_b4096": round(min(statistics.median(rows[(f, 4096)]["router"])
+                                                for f in (1, 16))),
+        "speedup_vs_torch_b256": round(min(ratio((f, 256), rows[(f, 256)]["torch"])
                                            for f in (1, 16)), 2),
-        "speedup_vs_torch_b4096": round(min(rows[(f, 4096)]["router"] / rows[(f, 4096)]["torch"]
+        "speedup_vs_torch_b4096": round(min(ratio((f, 4096), rows[(f, 4096)]["torch"])
                                             for f in (1, 16)), 2),
-        "speedup_vs_sklearn": round(min(rows[(f, 256)]["router"] / sk[f] for f in (1, 16)), 2),
-        "share_of_peak": round(min(rows[(f, 4096)]["share_of_peak"] for f in (1, 16)), 3),
+        "speedup_vs_sklearn": round(min(ratio((f, 256), sk[f]) for f in (1, 16)), 2),
+        "share_of_peak": round(min(statistics.median(rows[(f, 4096)]["share"])
+                                   for f in (1, 16)), 3),
     }
     print(json.dumps(result))
 
