@@ -11,6 +11,7 @@ import fnmatch
 import grp
 import math
 import pwd
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,9 +117,19 @@ class Policy:
 class _Checker:
     """Walks YAML nodes against the schema, collecting every error with its line."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, root: yaml.Node):
         self.path = path
+        self.root = root
         self.errors: list[str] = []
+        self.nodes: dict[str, yaml.Node] = {}   # key path -> its value, for later checks
+
+    def at(self, path: str) -> yaml.Node:
+        """The node of `path`, or of its nearest parent in the file (a key left out)."""
+        while path:
+            if path in self.nodes:
+                return self.nodes[path]
+            path = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path)
+        return self.root
 
     def error(self, node: yaml.Node, key: str, message: str) -> None:
         self.errors.append(f"{self.path}:{node.start_mark.line + 1}: {key}: {message}")
@@ -156,6 +167,7 @@ class _Checker:
                 self.error(knode, path, f"unknown key (known: {', '.join(schema)})")
                 continue
             seen[key] = vnode
+            self.nodes[path] = vnode
             spec = schema[key]
             if isinstance(spec, dict):
                 out[key] = self.section(vnode, spec, path)
@@ -165,6 +177,7 @@ class _Checker:
                 items = vnode.value if isinstance(vnode, yaml.SequenceNode) else []
                 if not isinstance(vnode, yaml.SequenceNode):
                     self.error(vnode, path, "expected a list")
+                self.nodes.update((f"{path}[{n}]", i) for n, i in enumerate(items))
                 out[key] = [self.section(i, spec[1], f"{path}[{n}]") for n, i in enumerate(items)]
             else:
                 out[key] = self.scalar(vnode, spec[0], path, spec[1])
@@ -179,37 +192,43 @@ class _Checker:
         if not isinstance(node, yaml.MappingNode):
             self.error(node, prefix, "expected a mapping of names")
             return {}
+        self.nodes.update((f"{prefix}.{k.value}", v) for k, v in node.value)
         return {str(k.value): (k, self.section(v, schema, f"{prefix}.{k.value}"))
                 for k, v in node.value}
 
 
-def _check_meaning(c: _Checker, root: yaml.Node, raw: dict[str, Any]) -> None:
-    """Checks across keys: machines named in route exist, numbers are in range."""
+def _check_meaning(c: _Checker, raw: dict[str, Any]) -> None:
+    """Checks across keys: machines named in route exist, numbers are in range. Each error
+    points at the key's line, or at its section's where the key was left out."""
+    def error(path: str, message: str) -> None:
+        c.error(c.at(path), path, message)
+
     machines = {name: m for name, (_, m) in raw["machines"].items()}
     if not machines:
-        c.error(root, "machines", "at least one machine is required")
-    for name, (knode, m) in raw["machines"].items():
+        error("machines", "at least one machine is required")
+    for name, (_, m) in raw["machines"].items():
+        where = f"machines.{name}"
         if m["backend"] not in BACKENDS:
-            c.error(knode, f"machines.{name}.backend", f"unknown backend {m['backend']!r} "
-                    f"(known: {', '.join(BACKENDS)})")
+            error(f"{where}.backend", f"unknown backend {m['backend']!r} "
+                  f"(known: {', '.join(BACKENDS)})")
         for key in ("price", "speed"):
             if m[key] is None or m[key] <= 0:
-                c.error(knode, f"machines.{name}.{key}", "must be > 0")
+                error(f"{where}.{key}", "must be > 0")
         if m["slots"] is None or m["slots"] < 1:
-            c.error(knode, f"machines.{name}.slots", "must be >= 1")
+            error(f"{where}.slots", "must be >= 1")
         if m["fallback"] is not None and m["fallback"] not in machines:
-            c.error(knode, f"machines.{name}.fallback", f"no machine named {m['fallback']!r}")
+            error(f"{where}.fallback", f"no machine named {m['fallback']!r}")
     for key in ("over", "under", "no_model", "unknown_template", "uncertain"):
         value = raw["route"][key]
         if value is not None and value not in machines:
-            c.error(root, f"route.{key}", f"no machine named {value!r}")
+            error(f"route.{key}", f"no machine named {value!r}")
     if raw["route"]["rule"] not in RULES:
-        c.error(root, "route.rule", f"expected one of {', '.join(RULES)}")
+        error("route.rule", f"expected one of {', '.join(RULES)}")
     for n, rule in enumerate(raw["templates"]):
         if not rule["match"] or rule["threshold"] is None:
-            c.error(root, f"templates[{n}]", "needs both match and threshold")
+            error(f"templates[{n}]", "needs both match and threshold")
     if raw["threshold"] is None or raw["threshold"] <= 0:
-        c.error(root, "threshold", "must be > 0")
+        error("threshold", "must be > 0")
 
 
 def _defaults(raw: dict[str, Any], machines: dict[str, Machine]) -> None:
@@ -234,11 +253,11 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise PolicyError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    c = _Checker(path)
+    c = _Checker(path, root)
     raw = c.section(root, SCHEMA, "")
     if not isinstance(raw["machines"], dict):
         raw["machines"] = {}
-    _check_meaning(c, root, raw)
+    _check_meaning(c, raw)
     if c.errors:
         raise PolicyError("\n".join(c.errors))
     machines = {name: Machine(name=name, **m) for name, (_, m) in raw["machines"].items()}
