@@ -207,10 +207,6 @@ class Store:
         cur = db.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(row.values()))
         return int(cur.lastrowid)
 
-    def _complete(self, db: sqlite3.Connection, run_id: int) -> None:
-        db.execute("UPDATE runs SET done_seq = ? WHERE id = ?", (_next(db, "done_seq"), run_id))
-        _reservoir_step(db, [run_id], self._rng, self.reservoir_size)
-
     def add_run(self, record: dict[str, Any]) -> int:
         """Record a run that has already finished (a collector's)."""
         with self.transaction() as db:
@@ -245,11 +241,13 @@ class Store:
         return self._insert(db, {"source": "job", "state": "queued", **record})
 
     def update_job(self, db: sqlite3.Connection, run_id: int, fields: dict[str, Any]) -> None:
-        row = _encode(fields)
+        """A job's new state; a job done gets its completion number in the same statement."""
+        done = fields.get("state") == "done"
+        row = _encode({**fields, "done_seq": _next(db, "done_seq")} if done else fields)
         sets = ", ".join(f"{k} = ?" for k in row)
         db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*row.values(), run_id))
-        if fields.get("state") == "done":
-            self._complete(db, run_id)
+        if done:
+            _reservoir_step(db, [run_id], self._rng, self.reservoir_size)
 
     def mark_lost(self) -> int:
         with self.transaction() as db:
