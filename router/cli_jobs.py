@@ -62,7 +62,8 @@ def _add_submit(sub: Any) -> None:
     p.add_argument("--parsable", action="store_true", help="print only the job id")
     p.add_argument("--dry-run", action="store_true", help="print the decision, run nothing")
     p.add_argument("--each", action="store_true", help="one job per stdin line (words "
-                   "appended to CMD) over one connection; exit 123 if any failed")
+                   "appended to CMD) over one connection, their output interleaved by whole "
+                   "lines; exit 123 if any failed")
     p.add_argument("--json", action="store_true", help="decisions and results as JSON")
     p.add_argument("--no-fallback", action="store_true",
                    help="fail when no daemon answers instead of running here")

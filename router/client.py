@@ -78,6 +78,31 @@ def _write(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
+class WholeLines:
+    """Output of jobs that run at once, written line by line (like `parallel --line-buffer`):
+    a line that one job writes in pieces is not cut by another job's. A piece with no
+    newline waits for the rest, up to LIMIT bytes, or for its job's end."""
+
+    LIMIT = 1 << 16
+
+    def __init__(self) -> None:
+        self.partial: dict[tuple[int, int], bytes] = {}
+
+    def write(self, job_id: int, fd: int, data: bytes) -> None:
+        data = self.partial.pop((job_id, fd), b"") + data
+        cut = data.rfind(b"\n") + 1 or (len(data) if len(data) >= self.LIMIT else 0)
+        if cut:
+            _write(fd, data[:cut])
+        if cut < len(data):
+            self.partial[(job_id, fd)] = data[cut:]
+
+    def end(self, job_id: int) -> None:
+        for fd in (1, 2):
+            rest = self.partial.pop((job_id, fd), b"")
+            if rest:
+                _write(fd, rest)
+
+
 def submit_request(argv: list[str], tag: int = 0, *, detach: bool = False,
                    dry_run: bool = False, env: bool = True) -> dict[str, Any]:
     """A job runs in our cwd with our environment; env=False reuses the one sent before on
@@ -152,6 +177,7 @@ def submit_each(sock_path: str, cmd: list[str], lines: Iterable[str], *,
 
     threading.Thread(target=feed, daemon=True).start()
     finished, failed, ended = 0, 0, False
+    out = WholeLines()
     try:
         for ev in conn.events():
             kind = ev.get("event")
@@ -161,8 +187,9 @@ def submit_each(sock_path: str, cmd: list[str], lines: Iterable[str], *,
                 print(f"router submit: line {ev.get('tag')}: {ev['error']}", file=sys.stderr)
                 finished, failed = finished + 1, failed + 1
             elif kind == "out":
-                _write(ev["fd"], protocol.out_data(ev))
+                out.write(ev["id"], ev["fd"], protocol.out_data(ev))
             elif kind == "exit" or (kind == "queued" and detach):
+                out.end(ev["id"])
                 finished += 1
                 failed += kind == "exit" and ev["exit"] != 0
                 if as_json or (detach and kind == "queued"):

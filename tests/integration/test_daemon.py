@@ -95,6 +95,16 @@ def test_each_submits_one_job_per_line_over_one_connection(daemon, tmp_path):
     assert r.returncode == 123
 
 
+def test_each_keeps_the_lines_of_jobs_running_at_once_whole(daemon):
+    # two jobs at once (2 slots), each writing its line in two pieces 0.5 s apart
+    r = daemon.router("submit", "--each", "--", "/bin/sh", "-c",
+                      'printf "%s-" "$0"; sleep 0.5; echo end', input="a\nb\n")
+    assert r.returncode == 0 and sorted(r.stdout.splitlines()) == ["a-end", "b-end"], r.stdout
+    r = daemon.router("submit", "--each", "--", "/bin/sh", "-c", 'printf "%s" "$0"',
+                      input="z\n")
+    assert r.stdout == "z"      # a last piece with no newline still comes out at the job's end
+
+
 def test_detach_follow_cancel(daemon):
     r = daemon.router("submit", "--parsable", "--detach", "--", "/bin/sh", "-c",
                       "echo started; exec sleep 300")
