@@ -59,9 +59,11 @@ def router_rate(features: int, batch: int) -> float:
     opt = tx.init(states)
     x, t, y, w = (jnp.asarray(a) for a in data(features))
     state = {"s": states, "o": opt}
+    shuffles = np.random.default_rng(1)
 
-    def epoch() -> None:
-        s, o, loss = run(state["s"], state["o"], jax.random.key(1), x, t, y, w)
+    def epoch() -> None:   # the shuffle is made on the host, as Trainer.fit makes it
+        perm = jnp.asarray(shuffles.permutation(N)[None].astype(np.int32))
+        s, o, loss = run(state["s"], state["o"], perm, x, t, y, w)
         loss.block_until_ready()
         state["s"], state["o"] = s, o
 
