@@ -199,7 +199,7 @@ def _compiled(arch: Arch, lr: float, batch: int, chunk: int,
 class Trainer:
     """Trains one ensemble on one device set; the compiled functions are shared."""
 
-    CHUNK = 10   # epochs per jitted call, and how often early stopping looks
+    CHUNK = 10   # epochs per jitted call at most, and how often early stopping looks
 
     def __init__(self, arch: Arch, opts: TrainOptions):
         self.arch = arch
@@ -231,7 +231,7 @@ class Trainer:
         floor = min(self.opts.max_epochs, max(3, -(-self.opts.min_steps // steps_per_epoch)))
         patience = -(-self.opts.patience // steps_per_epoch)
         epochs = self.opts.epochs or (self.opts.max_epochs if val is not None else floor)
-        chunk = min(self.CHUNK, epochs)
+        chunk = max(1, min(self.CHUNK, epochs, patience))   # looks at least once per patience
         _, _, run, loss_fn, _, _ = _compiled(self.arch, self.opts.learning_rate, batch, chunk,
                                              self.mesh if ndev > 1 else None)
         xs, ts, ys, ws = (jax.device_put(a, self.rows) for a in (x, t, y, w))
