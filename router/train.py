@@ -149,6 +149,13 @@ def _enable_compile_cache() -> None:
 _enable_compile_cache()
 
 
+def _padded(pad: int, *arrays: np.ndarray) -> list[np.ndarray]:
+    """Each array with `pad` zero rows more: a whole number of batches; padded rows weigh
+    nothing (their weight is 0)."""
+    return [np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
+            for a in arrays]
+
+
 def _batch_rows(a: jax.Array, mesh: Mesh | None) -> jax.Array:
     """[steps, batch, ...] with each batch split over the mesh's devices (data-parallel)."""
     return a if mesh is None else jax.lax.with_sharding_constraint(
@@ -221,12 +228,7 @@ class Trainer:
         n = len(y)
         ndev = len(self.devices)
         batch = max(ndev, min(self.opts.batch, n) // ndev * ndev)
-        pad = (-n) % batch
-        if pad:   # padded rows weigh nothing
-            x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
-            t = np.concatenate([t, np.zeros(pad, t.dtype)])
-            y = np.concatenate([y, np.zeros(pad, y.dtype)])
-            w = np.concatenate([w, np.zeros(pad, w.dtype)])
+        x, t, y, w = _padded((-n) % batch, x, t, y, w)
         steps_per_epoch = len(y) // batch
         floor = min(self.opts.max_epochs, max(3, -(-self.opts.min_steps // steps_per_epoch)))
         patience = -(-self.opts.patience // steps_per_epoch)
