@@ -2,10 +2,11 @@
 
 Each program is swept with `router collect` (real runs, real CPU), one model is trained for all
 of them with one threshold, and accuracy is measured on inputs the model never saw, labelled by
-their own measured cost: the median of 3 runs, since on a shared 2-core machine one run of the
-same input varied by +-25% here, and a single run near the threshold is a coin toss that no
-model can call. Training uses single runs, as the daemon's history does. Baselines: the majority class, and 3 nearest neighbours of the same
-template on log-scaled features. The MLP must beat the nearest neighbours overall.
+their own measured cost: the median of 3 runs, since `noisy` varies by +-15% on purpose and a
+single run near the threshold is a coin toss that no model can call. Training uses single runs,
+as the daemon's history does. Baselines: the majority class, and 3 nearest neighbours of the
+same template on log-scaled features. The MLP must do at least as well as the nearest
+neighbours overall, or it is not earning its place.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from router.train import TrainOptions, fit
 
 THRESHOLD = 0.04
 UNSEEN = 100   # per cost shape: at ~97% a 60-input estimate swings by a point or two
-SHAPE_FLOOR = 0.85
+SHAPE_FLOOR = 0.95
 
 
 def sweep(cmd: list[str], lines: list[str], env: dict[str, str], repeat: int = 1) -> list[dict]:
@@ -91,10 +92,7 @@ def test_prog_64_sweep_generalises_to_500_unseen_inputs(sweep_env):
     print(f"\nprog (64-input sweep over 10..64): accuracy {s['model']:.3f} (3-NN {s['knn3']:.3f}, majority {s['majority']:.3f})"
           f" on {s['n']} unseen inputs; expected calibration error "
           f"{model.meta['calibration_error']:.3f} on the validation split")
-    # The issue's goal is 0.97: met in most runs here (0.976-0.992), once not (0.966). Run-to-run
-    # CPU noise on this shared 2-core machine moves the figure by a point or two, so CI asserts
-    # a floor that a broken model cannot reach (majority: ~0.7) and the note reports the rest.
-    assert s["model"] >= 0.95
+    assert s["model"] >= 0.97
 
 
 def programs(tmp: Path) -> dict[str, tuple[list[str], callable]]:
@@ -147,8 +145,4 @@ def test_one_model_for_many_cost_shapes_beats_nearest_neighbours(sweep_env):
           f"{overall['majority']:6.3f}")
     assert not low, f"under {SHAPE_FLOOR}: {low}"
     assert overall["model"] >= 0.95
-    # The issue asks for >= 95% on every shape and for beating 3-NN overall. Both held in most
-    # runs here (overall 0.976-0.993 vs 3-NN 0.967-0.991), but one measurement of the same input
-    # varies +-25% on this machine, and a shape has dropped to 0.82-0.90 in a bad draw, as 3-NN
-    # did with it. CI asserts what holds every time; the figures are printed for the record.
-    assert overall["model"] >= overall["knn3"] - 0.02
+    assert overall["model"] >= overall["knn3"]
