@@ -326,7 +326,8 @@ class Daemon:
         if not req["detach"]:
             peer.jobs.add(job)
             job.listeners.append(lambda ev: peer.send({**ev, "tag": req["tag"]}))
-        peer.send({"event": "queued", "id": job_id, **head})
+        if not req["quiet"] or req["detach"]:
+            peer.send({"event": "queued", "id": job_id, **head})
         self.dispatcher.enqueue(job)
         if self.draining or (peer.closed and not req["detach"]):
             self.dispatcher.cancel(job)      # its submitter left while it was being recorded

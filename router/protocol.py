@@ -3,10 +3,10 @@
 Requests (client -> daemon), each an object with "op":
 
   ping                                      -> {"ok": true, "version", "pid"}
-  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, tag int
+  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool, tag int
           (env may be left out: the connection's last env is used, or none before one)
           -> events, each with the request's "tag":
-             {"event": "queued", "id", "machine", "reason", "p_over", "sd"}
+             {"event": "queued", "id", "machine", "reason", "p_over", "sd"}   (not for quiet)
              {"event": "out", "id", "fd": 1|2, "data": base64}      (not for detach)
              {"event": "exit", "id", "state", "exit", "cost"}        (not for detach)
           or, with dry_run, one {"event": "decision", ...} and nothing runs
@@ -122,7 +122,7 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
                 for k, v in env.items())):
             raise ProtocolError("env must map strings to strings")
         out.update(argv=argv, cwd=cwd, env=env, detach=bool(msg.get("detach")),
-                   dry_run=bool(msg.get("dry_run")))
+                   dry_run=bool(msg.get("dry_run")), quiet=bool(msg.get("quiet")))
     elif op == "status" and msg.get("id") is None:
         out["id"] = None                     # the daemon's own status
     elif op in ("status", "cancel", "follow"):

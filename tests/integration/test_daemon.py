@@ -105,6 +105,25 @@ def test_each_keeps_the_lines_of_jobs_running_at_once_whole(daemon):
     assert r.stdout == "z"      # a last piece with no newline still comes out at the job's end
 
 
+def test_quiet_submits_get_no_queued_event(daemon):
+    def events(**extra) -> list[str]:
+        req = {"op": "submit", "tag": 5, "argv": ["/bin/true"], "cwd": "/", **extra}
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(daemon.sock))
+            s.sendall(json.dumps(req).encode() + b"\n")
+            got = []
+            for line in s.makefile("rb"):
+                got.append(json.loads(line))
+                if got[-1]["event"] == "exit" or extra.get("detach"):
+                    break
+        assert all(ev["tag"] == 5 for ev in got)
+        return [ev["event"] for ev in got]
+
+    assert events() == ["queued", "exit"]
+    assert events(quiet=True) == ["exit"]
+    assert events(quiet=True, detach=True) == ["queued"]     # the job id is all it gets
+
+
 def test_detach_follow_cancel(daemon):
     r = daemon.router("submit", "--parsable", "--detach", "--", "/bin/sh", "-c",
                       "echo started; exec sleep 300")
