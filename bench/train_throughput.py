@@ -124,17 +124,21 @@ def peak_flops() -> float:
 
 def main() -> None:
     rows: dict[tuple[int, int], dict[str, list[float]]] = {
-        (f, b): {"router": [], "torch": [], "share": []} for f in (1, 16) for b in (256, 4096)}
+        (f, b): {"router": [], "torch": [], "share": [], "peak": []}
+        for f in (1, 16) for b in (256, 4096)}
     sk: dict[int, list[float]] = {1: [], 16: []}
-    peaks = []
-    for _ in range(ROUNDS):   # in turns, so that a noisy moment falls on every peer alike
-        peaks.append(peak_flops())
+    for _ in range(ROUNDS):
+        # in turns, each peer right beside the router figure it is compared with, so that a
+        # noisy moment (this machine has spells of half speed) falls on both alike
         for (features, batch), row in rows.items():
+            row["peak"].append(peak_flops())
             row["router"].append(router_rate(features, batch))
             row["torch"].append(torch_rate(features, batch))
-            row["share"].append(row["router"][-1] * K * flops_per_sample(features) / peaks[-1])
-        for f in sk:
-            sk[f].append(sklearn_rate(f, 256))
+            if batch == 256:
+                sk[features].append(sklearn_rate(features, batch))
+            row["share"].append(row["router"][-1] * K * flops_per_sample(features) /
+                                row["peak"][-1])
+    peaks = [p for row in rows.values() for p in row["peak"]]
 
     def ratio(key: tuple[int, int], peer: list[float]) -> float:
         """The median over rounds of router / peer, each round's pair measured together."""
