@@ -6,7 +6,8 @@ Requests (client -> daemon), each an object with "op":
   submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool, tag int
           (env may be left out: the connection's last env is used, or none before one)
           -> events, each with the request's "tag":
-             {"event": "queued", "id", "machine", "reason", "p_over", "sd"}   (not for quiet)
+             {"event": "queued", "id", "machine", "reason", "p_over", "sd"}
+                                                  (not for quiet, unless detach)
              {"event": "out", "id", "fd": 1|2, "data": base64}      (not for detach)
              {"event": "exit", "id", "state", "exit", "cost"}        (not for detach)
           or, with dry_run, one {"event": "decision", ...} and nothing runs
