@@ -125,8 +125,7 @@ def submit(sock_path: str, argv: list[str], *, detach: bool = False, dry_run: bo
     """One job: stream its output (or print its id / decision); return its exit code."""
     conn = Connection(sock_path)
     try:
-        conn.send(submit_request(argv, detach=detach, dry_run=dry_run,
-                                 quiet=not (detach or parsable)))
+        conn.send(submit_request(argv, detach=detach, dry_run=dry_run, quiet=not parsable))
         for ev in conn.events():
             if ev.get("ok") is False:
                 raise ProtocolError(ev["error"])
@@ -167,7 +166,7 @@ def submit_each(sock_path: str, cmd: list[str], lines: Iterable[str], *,
             for lineno, line in enumerate(lines, 1):
                 if line.strip():
                     conn.send(submit_request(cmd + shlex.split(line), lineno, detach=detach,
-                                             env=sent["count"] == 0, quiet=not detach))
+                                             env=sent["count"] == 0, quiet=True))
                     sent["count"] += 1
         except ValueError as exc:
             sent["error"] = f"stdin line {lineno}: cannot parse {line.strip()!r}: {exc}"

@@ -326,7 +326,7 @@ class Daemon:
         if not req["detach"]:
             peer.jobs.add(job)
             job.listeners.append(lambda ev: peer.send({**ev, "tag": req["tag"]}))
-        if not req["quiet"] or req["detach"]:
+        if not req["quiet"]:
             peer.send({"event": "queued", "id": job_id, **head})
         self.dispatcher.enqueue(job)
         if self.draining or (peer.closed and not req["detach"]):
