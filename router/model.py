@@ -13,6 +13,7 @@ parameters: the prediction is the members' mean, their spread the model's uncert
 
 Hot paths are functional: the module is split once into a graph and a state, and jitted pure
 functions merge them, which costs nothing per call (`nnx.jit` on objects cost ~1 ms a call here).
+The hidden layers' weight gradient is computed by hand (`dense`): see there why.
 """
 
 from __future__ import annotations
@@ -46,10 +47,47 @@ class MLP(nnx.Module):
         self.out = nnx.Linear(arch.hidden, 1, rngs=rngs)
 
     def __call__(self, x: jax.Array, template: jax.Array) -> jax.Array:
-        h = jnp.concatenate([x, self.embed(template)], axis=-1)
-        h = nnx.relu(self.l1(h))
-        h = nnx.relu(self.l2(h))
+        """[x, embed(t)] @ w1 + b1 is computed as x @ w1[:n] + (embed @ w1[n:] + b1)[t]: the same
+        function, but the embedding's gradient is then a sum of rows per template instead of a
+        product with the whole batch's input gradient, which nothing else needs (+15-25%
+        samples/s on the CPU at batch 256 and 4096 here)."""
+        w1, n = self.l1.kernel[...], x.shape[-1]
+        per_template = self.embed.embedding[...] @ w1[n:] + self.l1.bias[...]
+        h = nnx.relu(dense(x, w1[:n]) + per_template[template])
+        h = nnx.relu(dense(h, self.l2.kernel[...]) + self.l2.bias[...])
         return self.out(h)[..., 0]
+
+
+SPLIT_ROWS = 1024   # batches of at least this many rows get the split weight gradient
+SPLITS = 8
+
+
+@jax.custom_vjp
+def dense(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x @ w, whose weight gradient x.T @ g is built to suit XLA's CPU backend. As autodiff
+    writes it, that product reads x by columns, which YNNPACK (XLA's fast CPU kernels) does not
+    take, so it went to a generic kernel on one core: a third of a training step at batch 4096.
+    Transposing x explicitly (the barrier keeps XLA from folding the transpose back into the
+    product) and splitting the batch in 8 makes it 8 row-major products both cores share:
+    +20% samples/s at batch 4096 here. Small batches and other backends keep the plain form."""
+    return x @ w
+
+
+def _dense_fwd(x: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return x @ w, (x, w)
+
+
+def _dense_bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, w = res
+    rows, width = x.shape
+    if rows < SPLIT_ROWS or rows % SPLITS or jax.default_backend() != "cpu":
+        return g @ w.T, x.T @ g
+    xt = jnp.swapaxes(x.reshape(SPLITS, rows // SPLITS, width), 1, 2)
+    xt = jax.lax.optimization_barrier(xt)
+    return g @ w.T, jnp.einsum("sib,sbj->sij", xt, g.reshape(SPLITS, rows // SPLITS, -1)).sum(0)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
 
 
 def graph(arch: Arch) -> nnx.GraphDef[MLP]:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from conftest import ROUTER
 from router import modelfile
 from router.dataset import Dataset, from_lines
 from router.errors import DataError, ModelError
-from router.model import Arch, ensemble_logits, from_arrays, graph, init_members
+from router.model import Arch, dense, ensemble_logits, from_arrays, graph, init_members
 from router.train import TrainOptions, Trainer, encode, fit
 
 FAST = TrainOptions(epochs=300, members=3)
@@ -99,6 +100,22 @@ def test_other_features_are_refused(trained):
         trained.predict("/p {num}", (1.0, 2.0))
 
 
+def dense_grads(x: np.ndarray, w: np.ndarray, g: np.ndarray) -> tuple:
+    """The gradients of <dense(x, w), g> by our VJP and by autodiff of a plain product."""
+    mine = jax.grad(lambda x, w: jnp.vdot(jax.vmap(dense)(x, w), g), (0, 1))(x, w)
+    plain = jax.grad(lambda x, w: jnp.vdot(x @ w, g), (0, 1))(x, w)
+    return mine, plain
+
+
+@pytest.mark.parametrize("rows", [64, 4096])   # the plain form, and the split one
+def test_dense_gradients_are_the_plain_products(rows):
+    rng = np.random.default_rng(rows)
+    x, w, g = (rng.normal(size=s).astype(np.float32)
+               for s in ((3, rows, 24), (3, 24, 64), (3, rows, 64)))
+    for ours, plain in zip(*dense_grads(x, w, g)):
+        np.testing.assert_allclose(ours, plain, rtol=1e-4, atol=1e-3)
+
+
 def test_same_seed_same_model():
     a, b = fit(toy(60), FAST), fit(toy(60), FAST)
     for k in a.weights:
@@ -106,13 +123,15 @@ def test_same_seed_same_model():
 
 
 def test_sharded_over_four_devices_matches_one(tmp_path):
-    """Data-parallel over forced host devices gives the same model up to float tolerance."""
+    """Data-parallel over forced host devices gives the same model up to float tolerance: the
+    same probabilities to 1e-4. Weights get a looser bound: over 300 epochs Adam turns 1e-7
+    differences in a near-zero gradient into ~1e-2 in that weight, with no effect on the output."""
     script = tmp_path / "shard.py"
     script.write_text(f"""
 import sys, numpy as np
 sys.path.insert(0, {os.path.dirname(__file__)!r})
 from test_model import toy, FAST
-from router.train import fit
+from router.train import encode, fit
 import jax
 assert len(jax.devices()) == 4, jax.devices()
 from router.train import TrainOptions
@@ -121,8 +140,19 @@ four = fit(toy(64), opts)
 ones = TrainOptions(**{{**FAST.__dict__, "devices": 1, "batch": 64}})
 one = fit(toy(64), ones)
 assert len(four.meta["devices"]) == 4
+x, t = encode(toy(200, seed=5), one)
+np.testing.assert_allclose(one.predict_batch(t, x), four.predict_batch(t, x), atol=1e-4)
 for k in one.weights:
-    np.testing.assert_allclose(one.weights[k], four.weights[k], atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(one.weights[k], four.weights[k], atol=2e-2)
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from test_model import dense_grads
+rows = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P(None, "data"))
+rng = np.random.default_rng(1)
+x, g = (jax.device_put(rng.normal(size=s).astype(np.float32), rows)
+        for s in ((3, 4096, 24), (3, 4096, 64)))
+w = rng.normal(size=(3, 24, 64)).astype(np.float32)
+for ours, plain in zip(*dense_grads(x, w, g)):   # the split weight gradient, sharded
+    np.testing.assert_allclose(ours, plain, rtol=1e-4, atol=1e-3)
 print("ok")
 """)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
