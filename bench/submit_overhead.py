@@ -31,7 +31,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "40"))
 ROUTER = str(Path(sys.executable).with_name("router"))   # the console script users run
 JOBS = int(os.environ.get("BENCH_JOBS", "4000"))
 CLIENTS = 8
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 
 
 def median_walls(cmds: list[list[str]], env: dict[str, str]) -> list[float]:

@@ -1,8 +1,9 @@
 """Training samples/s of router's own trainer (the whole ensemble, epochs in one jit) against
 PyTorch (an idiomatic loop over the same number of members) and scikit-learn's MLPClassifier,
 on the same data and architecture, at batch 256 and 4096 with 1 and 16 features; plus the share
-of the machine's peak FLOP/s (a large jnp.dot timed in the same run). Peers are measured in
-turns, round after round, and each figure is the median over rounds. Last line: JSON."""
+of the machine's peak FLOP/s (a large jnp.dot timed in the same run, call by call in turns with
+the epochs). Peers are measured in turns, round after round, and each figure is the median over
+rounds. Last line: JSON."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ K = 5
 HIDDEN = 64
 EMBED = 8
 SECONDS = float(os.environ.get("BENCH_SECONDS", "1.5"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 
 
 def data(features: int) -> tuple[np.ndarray, ...]:
@@ -41,18 +42,39 @@ def flops_per_sample(features: int) -> float:
 
 
 def timed(fn, min_seconds: float = SECONDS) -> float:
-    """Seconds per call, after one warm-up call."""
+    """Median seconds per call (at least 3), after one warm-up call: the statistic `paired`
+    gives router's epochs."""
     fn()
-    calls, start = 0, time.perf_counter()
-    while True:
+    times: list[float] = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_seconds or len(times) < 3:
+        t0 = time.perf_counter()
         fn()
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return elapsed / calls
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
-def router_rate(features: int, batch: int) -> float:
+def paired(fn, ref, min_seconds: float = SECONDS) -> tuple[float, float, float]:
+    """Seconds per call of fn and of ref, called in turns after a warm-up of each, and the
+    median over the pairs of ref's time / fn's: a spell of half speed falls on both."""
+    fn()
+    ref()
+    a: list[float] = []
+    b: list[float] = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_seconds or len(a) < 3:
+        t0 = time.perf_counter()
+        fn()
+        t1 = time.perf_counter()
+        ref()
+        b.append(time.perf_counter() - t1)
+        a.append(t1 - t0)
+    return statistics.median(a), statistics.median(b), statistics.median(
+        y / x for x, y in zip(a, b))
+
+
+def router_rate(features: int, batch: int) -> tuple[float, float, float]:
+    """Samples/s, the peak FLOP/s timed call by call beside it, and the share of that peak."""
     arch = Arch(1, features, EMBED, HIDDEN, K)
     _, tx, run, _, init, _ = _compiled(arch, 3e-3, batch, 1)
     states = init(jax.random.split(jax.random.key(0), K))
@@ -67,7 +89,12 @@ def router_rate(features: int, batch: int) -> float:
         loss.block_until_ready()
         state["s"], state["o"] = s, o
 
-    return N / timed(epoch)
+    size = 2048
+    a = jnp.ones((size, size), jnp.float32)
+    dot = jax.jit(lambda m: m @ m)
+    per_epoch, per_dot, ratio = paired(epoch, lambda: dot(a).block_until_ready())
+    flops = N * K * flops_per_sample(features)
+    return N / per_epoch, 2 * size ** 3 / per_dot, flops / (2 * size ** 3) * ratio
 
 
 def torch_rate(features: int, batch: int) -> float:
@@ -115,13 +142,6 @@ def sklearn_rate(features: int, batch: int) -> float:
     return N / timed(epoch, SECONDS)
 
 
-def peak_flops() -> float:
-    a = jnp.ones((2048, 2048), jnp.float32)
-    dot = jax.jit(lambda m: m @ m)
-    per = timed(lambda: dot(a).block_until_ready(), 1.0)
-    return 2 * 2048 ** 3 / per
-
-
 def main() -> None:
     rows: dict[tuple[int, int], dict[str, list[float]]] = {
         (f, b): {"router": [], "torch": [], "share": [], "peak": []}
@@ -131,13 +151,11 @@ def main() -> None:
         # in turns, each peer right beside the router figure it is compared with, so that a
         # noisy moment (this machine has spells of half speed) falls on both alike
         for (features, batch), row in rows.items():
-            row["peak"].append(peak_flops())
-            row["router"].append(router_rate(features, batch))
+            for key, value in zip(("router", "peak", "share"), router_rate(features, batch)):
+                row[key].append(value)
             row["torch"].append(torch_rate(features, batch))
             if batch == 256:
                 sk[features].append(sklearn_rate(features, batch))
-            row["share"].append(row["router"][-1] * K * flops_per_sample(features) /
-                                row["peak"][-1])
     peaks = [p for row in rows.values() for p in row["peak"]]
 
     def ratio(key: tuple[int, int], peer: list[float]) -> float:
