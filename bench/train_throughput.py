@@ -7,11 +7,13 @@ rounds but the share of peak, the best round's (its median is printed beside). L
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,36 +43,30 @@ def flops_per_sample(features: int) -> float:
     return 3 * 2 * (d * HIDDEN + HIDDEN * HIDDEN + HIDDEN)
 
 
-def timed(fn, min_seconds: float = SECONDS) -> float:
-    """Median seconds per call (at least 3), after one warm-up call: the statistic `paired`
-    gives router's epochs."""
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_seconds or len(times) < 3:
-        t0 = time.perf_counter()
+def turns(*fns, min_seconds: float = SECONDS) -> list[list[float]]:
+    """Seconds of each call of each fn, called in turns (at least 3 times, after a warm-up
+    call each), so that a spell of half speed falls on all of them alike."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in fns]
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_seconds or len(times[0]) < 3:
+        for fn, out in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return times
 
 
-def paired(fn, ref, min_seconds: float = SECONDS) -> tuple[float, float, float]:
-    """Seconds per call of fn and of ref, called in turns after a warm-up of each, and the
-    median over the pairs of ref's time / fn's: a spell of half speed falls on both."""
-    fn()
-    ref()
-    a: list[float] = []
-    b: list[float] = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < min_seconds or len(a) < 3:
-        t0 = time.perf_counter()
-        fn()
-        t1 = time.perf_counter()
-        ref()
-        b.append(time.perf_counter() - t1)
-        a.append(t1 - t0)
-    return statistics.median(a), statistics.median(b), statistics.median(
-        y / x for x, y in zip(a, b))
+def timed(fn) -> float:
+    """Median seconds per call."""
+    return statistics.median(turns(fn)[0])
+
+
+@functools.cache
+def peak_dot(size: int = 2048) -> tuple[Any, jax.Array]:
+    """A large jitted matmul and its operand: the machine's peak FLOP/s, compiled once."""
+    return jax.jit(lambda m: m @ m), jnp.ones((size, size), jnp.float32)
 
 
 def router_rate(features: int, batch: int) -> tuple[float, float, float]:
@@ -89,12 +85,12 @@ def router_rate(features: int, batch: int) -> tuple[float, float, float]:
         loss.block_until_ready()
         state["s"], state["o"] = s, o
 
-    size = 2048
-    a = jnp.ones((size, size), jnp.float32)
-    dot = jax.jit(lambda m: m @ m)
-    per_epoch, per_dot, ratio = paired(epoch, lambda: dot(a).block_until_ready())
-    flops = N * K * flops_per_sample(features)
-    return N / per_epoch, 2 * size ** 3 / per_dot, flops / (2 * size ** 3) * ratio
+    dot, a = peak_dot()
+    epochs, dots = turns(epoch, lambda: dot(a).block_until_ready())
+    peak = 2 * a.shape[0] ** 3
+    share = statistics.median(N * K * flops_per_sample(features) / e / (peak / d)
+                              for e, d in zip(epochs, dots))
+    return N / statistics.median(epochs), peak / statistics.median(dots), share
 
 
 def torch_rate(features: int, batch: int) -> float:
@@ -122,7 +118,7 @@ def torch_rate(features: int, batch: int) -> float:
                 loss.backward()
                 o.step()
 
-    return N / timed(epoch, SECONDS)
+    return N / timed(epoch)
 
 
 def sklearn_rate(features: int, batch: int) -> float:
@@ -139,7 +135,7 @@ def sklearn_rate(features: int, batch: int) -> float:
                 MLPClassifier((HIDDEN, HIDDEN), batch_size=batch, max_iter=1, shuffle=True,
                               random_state=k, learning_rate_init=3e-3).fit(x, y)
 
-    return N / timed(epoch, SECONDS)
+    return N / timed(epoch)
 
 
 def main() -> None:

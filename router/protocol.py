@@ -122,9 +122,10 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
                 isinstance(k, str) and isinstance(v, str) and "\0" not in k + v and "=" not in k
                 for k, v in env.items())):
             raise ProtocolError("env must map strings to strings")
-        detach = bool(msg.get("detach"))       # quiet or not, a detached job's caller
-        out.update(argv=argv, cwd=cwd, env=env, detach=detach,   # gets its id from "queued"
-                   dry_run=bool(msg.get("dry_run")), quiet=bool(msg.get("quiet")) and not detach)
+        detach = bool(msg.get("detach"))
+        # quiet or not, a detached job's caller gets its id from "queued"
+        out.update(argv=argv, cwd=cwd, env=env, detach=detach, dry_run=bool(msg.get("dry_run")),
+                   quiet=bool(msg.get("quiet")) and not detach)
     elif op == "status" and msg.get("id") is None:
         out["id"] = None                     # the daemon's own status
     elif op in ("status", "cancel", "follow"):
