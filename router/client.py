@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from _socket import AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM
+from _socket import AF_UNIX, SO_PEERCRED, SOCK_CLOEXEC, SOCK_STREAM, SOL_SOCKET
 from _socket import socket as unix_socket
 TYPE_CHECKING = False   # typing itself costs ~13 ms at start-up; these are annotations only
 if TYPE_CHECKING:
@@ -45,6 +45,17 @@ class Connection:
         except PermissionError:
             self.sock.close()
             raise RouterError(f"not allowed to use {path}: ask to be put in its group") from None
+        self._check_peer()
+
+    def _check_peer(self) -> None:
+        """Nothing is sent (argv, the whole environment) to a listener that is neither root
+        nor ourselves: whoever made the socket's name first would get it."""
+        cred = self.sock.getsockopt(SOL_SOCKET, SO_PEERCRED, 12)
+        uid = int.from_bytes(cred[4:8], sys.byteorder)
+        if uid not in (0, os.getuid()):
+            self.sock.close()
+            raise RouterError(f"{self.path} is served by uid {uid}, neither root nor you: "
+                              f"refusing to send it anything")
 
     def send(self, msg: dict[str, Any]) -> None:
         """One sendall per message: whole lines even when --each sends from another thread."""

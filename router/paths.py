@@ -26,7 +26,9 @@ def model() -> str:
 
 
 def socket() -> str:
-    """The daemon's socket: $ROUTER_SOCKET, systemd's RuntimeDirectory, then XDG_RUNTIME_DIR."""
+    """The daemon's socket: $ROUTER_SOCKET, systemd's RuntimeDirectory, then XDG_RUNTIME_DIR,
+    then the system's, then the user's data directory: never a world-writable one such as
+    /tmp, where another user could create the name first and listen."""
     explicit = os.environ.get("ROUTER_SOCKET")
     if explicit:
         return explicit
@@ -38,7 +40,23 @@ def socket() -> str:
         return os.path.join(xdg, "router.sock")
     if os.getuid() == 0 or os.path.exists("/run/router/router.sock"):
         return "/run/router/router.sock"
-    return f"/tmp/router-{os.getuid()}.sock"
+    return os.path.join(data_dir(), "router.sock")
+
+
+def private_dir(path: str, uid: int, gid: int) -> str:
+    """A directory only uid may use, made for it by us (root) or by uid itself. In a shared
+    directory such as /tmp another user could have made the name first: that is refused."""
+    import stat
+    try:
+        os.mkdir(path, 0o700)
+        if os.geteuid() == 0:
+            os.chown(path, uid, gid)
+    except FileExistsError:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o077:
+            from router.errors import BackendError
+            raise BackendError(f"{path} is not a private directory of uid {uid}: remove it")
+    return path
 
 
 def policy() -> str | None:

@@ -116,8 +116,8 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
             raise ProtocolError("argv must name a program")
         cwd = msg.get("cwd", "/")
         env = msg.get("env")
-        if not isinstance(cwd, str) or "\0" in cwd:
-            raise ProtocolError("cwd must be a string")
+        if not isinstance(cwd, str) or "\0" in cwd or not cwd.startswith("/"):
+            raise ProtocolError("cwd must be an absolute path")
         if env is not None and (not isinstance(env, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) and "\0" not in k + v and "=" not in k
                 for k, v in env.items())):

@@ -22,6 +22,7 @@ from collectors.measure import Usage
 from router.backends import JobSpec, OnOutput
 from router.backends.local import command
 from router.errors import BackendError
+from router.paths import private_dir
 
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
          "PREEMPTED", "BOOT_FAIL", "DEADLINE")
@@ -121,11 +122,7 @@ class SlurmBackend:
         self.poll_s = float(o.get("poll_s") or 0.25)
 
     def _spool(self, spec: JobSpec) -> Path:
-        path = Path(f"/tmp/router-slurm-{spec.uid}")
-        path.mkdir(mode=0o700, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(path, spec.uid, spec.gid)
-        return path
+        return Path(private_dir(f"/tmp/router-slurm-{spec.uid}", spec.uid, spec.gid))
 
     async def start(self, spec: JobSpec, on_output: OnOutput) -> SlurmRun:
         spool = self._spool(spec)

@@ -21,6 +21,7 @@ X when it could not start, O for what it wrote, E once it was reaped and all its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -30,6 +31,7 @@ import struct
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 
 MAX_FDS = 4
 PACKET = 1 << 16
@@ -50,7 +52,7 @@ def resolve(program: str, env: dict[str, str]) -> str:
         return program
     for directory in os.get_exec_path(env):
         path = os.path.join(directory, program)
-        if os.access(path, os.X_OK) and not os.path.isdir(path):
+        if os.access(path, os.X_OK, effective_ids=True) and not os.path.isdir(path):
             return path
     raise FileNotFoundError(2, "No such file or directory", program)
 
@@ -73,7 +75,8 @@ class Spawner:
         self.sock = sock
         self.epoll = select.epoll()
         self.epoll.register(sock.fileno(), select.EPOLLIN)
-        self.home = self.cwd = os.getcwd()
+        self.home = os.getcwd()
+        self.cwd: tuple | None = (self.home, None)     # where we are, and as whom we got in
         self.by_fd: dict[int, Job] = {}     # pidfd and pipe read ends -> job
         self.by_id: dict[int, Job] = {}
         self.out: list[bytes] = []          # records for the daemon, in order
@@ -161,11 +164,14 @@ class Spawner:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            self.chdir(req["cwd"] or self.home)
             argv, env, cred = req["argv"], self.envs[req["env"]], req["cred"]
-            program = resolve(argv[0], env)
+            if cred and (os.geteuid() != 0 or cred[0] == 0):
+                cred = None
+            with _acting_as(cred):
+                self.chdir(req["cwd"] or self.home, cred)
+                program = resolve(argv[0], env)
             popen = None
-            if cred and os.geteuid() == 0 and cred[0] != 0:
+            if cred:
                 popen = self.popen_as(program, argv, env, cred, out_w, err_w, stdin)
                 pid = popen.pid
             else:
@@ -187,11 +193,19 @@ class Spawner:
         os.set_blocking(err_r, False)
         return Job(req["id"], pid, {out_r: 1, err_r: 2}, popen)
 
-    def chdir(self, cwd: str) -> None:
-        if cwd != self.cwd:
-            self.cwd = None         # unknown until chdir succeeds
-            os.chdir(cwd)
-            self.cwd = cwd
+    def chdir(self, cwd: str, cred: list | None) -> None:
+        """Enter cwd with the job's rights (the caller acts as its user): as root we would let
+        a user into a directory they cannot search, and our errors would tell them what lies
+        there. The child inherits it; a directory entered for one user is entered again for
+        another, since what one may search another may not."""
+        if not cwd.startswith("/"):
+            raise ValueError(f"cwd {cwd!r} is not an absolute path")
+        key = (cwd, None if cred is None else (cred[0], cred[1], tuple(cred[2])))
+        if key == self.cwd:
+            return
+        self.cwd = None             # unknown until chdir succeeds
+        os.chdir(cwd)
+        self.cwd = key
 
     def popen_as(self, program: str, argv: list[str], env: dict[str, str], cred: list,
                  out: int, err: int, stdin: int | None) -> object:
@@ -250,6 +264,25 @@ class Spawner:
         if packet:
             self.sock.sendall(b"".join(packet))
         self.out.clear()
+
+
+@contextlib.contextmanager
+def _acting_as(cred: list | None) -> Iterator[None]:
+    """The user's effective ids and groups (what the kernel checks) for a chdir and a PATH
+    lookup, then root's again; we are one thread, so nothing else runs as the user meanwhile."""
+    if cred is None:
+        yield
+        return
+    groups = os.getgroups()
+    os.setgroups(cred[2])
+    os.setegid(cred[1])
+    os.seteuid(cred[0])
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+        os.setgroups(groups)
 
 
 def _killpg(pgid: int, sig: int) -> None:

@@ -31,6 +31,7 @@ from router.backends.local import LocalRun, command
 from router.backends.spawn import start
 from router.backends.wrapper import AGENT
 from router.errors import BackendError
+from router.paths import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +197,7 @@ class SshBackend:
         return argv + [self.host]
 
     def _control_dir(self, spec: JobSpec) -> None:
-        path = f"/tmp/router-ssh-{spec.uid}"
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(path, spec.uid, spec.gid)
+        private_dir(f"/tmp/router-ssh-{spec.uid}", spec.uid, spec.gid)
 
     def master_alive(self, uid: int) -> bool:
         with socket.socket(socket.AF_UNIX) as probe:

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import EXAMPLES, need_root  # noqa: E402
-from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
+from daemon_fixture import ROOT, RunningDaemon, wait_for  # noqa: E402
 
 from router import modelfile  # noqa: E402
 from router.dataset import Dataset  # noqa: E402
@@ -316,3 +316,120 @@ def test_root_daemon_runs_jobs_as_the_submitter_and_guards_their_jobs(other_user
     finally:
         d.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+RAW_SUBMIT = """
+import base64, json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\\n")
+f = s.makefile("rb")
+for line in f:
+    ev = json.loads(line)
+    if ev.get("event") == "out":
+        ev["data"] = base64.b64decode(ev["data"]).decode()
+    print(json.dumps(ev), flush=True)
+    if ev.get("ok") is False or ev.get("event") == "exit":
+        break
+"""
+
+
+def raw_submit(user: pwd.struct_passwd, d: RunningDaemon, argv: list[str], cwd: str) -> str:
+    """A submit sent as `user` with any cwd, as a hand-made client could send it."""
+    req = json.dumps({"op": "submit", "argv": argv, "cwd": cwd, "env": {"PATH": "/usr/bin:/bin"}})
+    r = subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
+                        "--init-groups", sys.executable, "-c", RAW_SUBMIT, str(d.sock), req],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_root_daemon_enters_the_cwd_as_the_submitter(other_users):
+    a, _ = other_users
+    tmp = Path(tempfile.mkdtemp(prefix="router-cwd-"))
+    os.chmod(tmp, 0o755)
+    hidden = tmp / "hidden"
+    (hidden / "sub").mkdir(parents=True)
+    (hidden / "sub" / "s").write_text("secret\n")
+    os.chmod(hidden, 0o700)
+    d = RunningDaemon(tmp, POLICY.replace("daemon: {", "daemon: {socket_mode: 0666, "))
+    d.start()
+    try:
+        there = raw_submit(a, d, ["cat", "s"], str(hidden / "sub"))
+        nowhere = raw_submit(a, d, ["cat", "s"], str(hidden / "nowhere"))
+        root = raw_submit(a, d, ["ls"], "/root")
+        assert "secret" not in there
+        for reply in (there, nowhere, root):
+            assert "Permission denied" in reply, reply
+            assert "No such file" not in reply, reply     # nothing told of what is there
+        relative = raw_submit(a, d, ["cat", "s"], "sub")
+        assert "cwd must be an absolute path" in relative
+        ok = raw_submit(a, d, ["cat", "s"], str(tmp))   # a directory the user can enter
+        assert '"exit": 1' in ok and "No such file" in ok and "Permission denied" not in ok
+    finally:
+        d.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+SQUATTER = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+import os; os.chmod(sys.argv[1], 0o666)
+s.listen()
+print("listening", flush=True)
+c, _ = s.accept()
+c.settimeout(5)
+data = b""
+try:
+    while chunk := c.recv(65536):
+        data += chunk
+except OSError:
+    pass
+open(sys.argv[2], "wb").write(data)
+"""
+
+
+def test_client_sends_nothing_to_a_socket_another_user_serves(other_users):
+    a, b = other_users
+    tmp = Path(tempfile.mkdtemp(prefix="router-squat-"))
+    os.chmod(tmp, 0o777)
+    sock, got = tmp / "router.sock", tmp / "got"
+    squatter = subprocess.Popen(["setpriv", f"--reuid={b.pw_uid}", f"--regid={b.pw_gid}",
+                                 "--init-groups", sys.executable, "-c", SQUATTER, str(sock),
+                                 str(got)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline() == "listening\n"
+        env = dict(os.environ, HOME="/", USER=a.pw_name, ROUTER_SOCKET=str(sock),
+                   SECRET_TOKEN="hunter2")
+        r = subprocess.run(["setpriv", f"--reuid={a.pw_uid}", f"--regid={a.pw_gid}",
+                            "--init-groups", sys.executable, "-m", "router", "submit",
+                            "--no-fallback", "--", "/bin/true"],
+                           env=env, capture_output=True, text=True, timeout=60, cwd="/")
+        assert r.returncode != 0 and "neither root nor you" in r.stderr, r.stderr
+        assert len(r.stderr.splitlines()) == 1
+        squatter.wait(timeout=20)
+        assert got.read_bytes() == b""
+    finally:
+        if squatter.poll() is None:
+            squatter.kill()
+            squatter.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_default_socket_is_never_in_a_world_writable_directory(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ROUTER_SOCKET", "RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR")}
+    env["HOME"] = str(tmp_path)
+    code = "from router import paths; print(paths.socket())"
+    cmd = [sys.executable, "-c", code]
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        cmd = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+               "--clear-groups", *cmd]
+    path = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60,
+                          check=True, cwd=ROOT).stdout.strip()
+    directory = os.path.dirname(path)
+    while not os.path.exists(directory):
+        directory = os.path.dirname(directory)
+    assert not os.stat(directory).st_mode & stat.S_IWOTH, path
