@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from router.dataset import Dataset
-from router.model import Arch, ensemble_logits, from_arrays, graph, init_members
-from router.train import TrainOptions, encode, fit
+from router.learn.dataset import Dataset
+from router.learn.model import Arch, ensemble_logits, from_arrays, graph, init_members
+from router.learn.train import TrainOptions, encode, fit
 
 CALLS = 20000
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from router import modelfile, retrain
-from router.dataset import Dataset
+from router.learn import modelfile, retrain
+from router.learn.dataset import Dataset
 from router.policy import parse_policy
 from router.store import Store
-from router.train import TrainOptions, fit
+from router.learn.train import TrainOptions, fit
 
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "10000,100000,1000000").split(",")]
 BATCH = 1000
@@ -95,7 +95,7 @@ def one_size(tmp: Path, n: int, test: Dataset, opts: TrainOptions) -> dict:
 
 
 def _reservoir(store: Store) -> Dataset:
-    from router import dataset
+    from router.learn import dataset
     return dataset.from_runs(store.reservoir(), POLICY.threshold_for)
 
 

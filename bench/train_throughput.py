@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from router.model import Arch
-from router.train import _compiled
+from router.learn.model import Arch
+from router.learn.train import _compiled
 
 N = int(os.environ.get("BENCH_N", "65536"))
 K = 5

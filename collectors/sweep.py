@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import IO, Any
 
-    from collectors.measure import Usage
+    from router.exec.measure import Usage
 
-from collectors.measure import finish, scratch_file, start
+from router.exec.measure import finish, scratch_file, start
 from router.errors import UsageError
 from router.features import shape
 from router.store import Store

@@ -14,7 +14,7 @@ BEGIN, END = "<!-- commands:begin -->", "<!-- commands:end -->"
 def reference() -> str:
     import os
     os.environ["COLUMNS"] = "100"
-    from router.cli import build_parser
+    from router.cli.main import build_parser
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     parts = [f"```\n{parser.format_help()}```"]

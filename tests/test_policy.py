@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROUTER
 from router.errors import PolicyError
-from router.modelfile import Prediction
+from router.learn.modelfile import Prediction
 from router.policy import decide, parse_policy
 
 BAD = """\

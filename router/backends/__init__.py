@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from collectors.measure import Usage
+from router.exec.measure import Usage
 
 OnOutput = Callable[[int, bytes], None]
 

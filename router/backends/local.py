@@ -16,9 +16,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from collectors.measure import Usage
+from router.exec.measure import Usage
 from router.backends import JobSpec, OnOutput
-from router.backends.spawn import Child, start
+from router.exec.spawn import Child, start
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from collectors.measure import Usage
+from router.exec.measure import Usage
 from router.backends import JobSpec, OnOutput
 from router.backends.local import command
 from router.errors import BackendError

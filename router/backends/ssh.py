@@ -25,11 +25,11 @@ import time
 from itertools import count
 from typing import Any
 
-from collectors.measure import Usage
+from router.exec.measure import Usage
 from router.backends import JobSpec, OnOutput
 from router.backends.local import LocalRun, command
-from router.backends.spawn import start
-from router.backends.wrapper import AGENT
+from router.exec.spawn import start
+from router.exec.agent import AGENT
 from router.errors import BackendError
 from router.paths import private_dir
 

@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import EXAMPLES, need_root  # noqa: E402
 from daemon_fixture import ROOT, RunningDaemon, wait_for  # noqa: E402
 
-from router import modelfile  # noqa: E402
-from router.dataset import Dataset  # noqa: E402
+from router.learn import modelfile  # noqa: E402
+from router.learn.dataset import Dataset  # noqa: E402
 from router.features import template  # noqa: E402
 from router.store import Store  # noqa: E402
-from router.train import TrainOptions, fit  # noqa: E402
+from router.learn.train import TrainOptions, fit  # noqa: E402
 
 POLICY = """
 machines:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import ROUTER, need_program  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
 from test_report import HISTORY, POLICY  # noqa: E402
 
 from router.store import Store  # noqa: E402

@@ -14,12 +14,12 @@ from conftest import EXAMPLES  # noqa: E402
 from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
 from test_daemon import POLICY, PROG  # noqa: E402
 
-from router import modelfile, retrain  # noqa: E402
-from router.dataset import Dataset  # noqa: E402
+from router.learn import modelfile, retrain  # noqa: E402
+from router.learn.dataset import Dataset  # noqa: E402
 from router.errors import RouterError  # noqa: E402
 from router.features import template  # noqa: E402
 from router.policy import parse_policy  # noqa: E402
-from router.train import TrainOptions, fit  # noqa: E402
+from router.learn.train import TrainOptions, fit  # noqa: E402
 
 SOLVE = [str(EXAMPLES / "solve"), "--mode=exact"]
 

@@ -20,10 +20,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.measure import Usage, exit_value
-from router import protocol
+from router.exec.measure import Usage, exit_value
+from router.client import protocol
 from router.backends import JobSpec, OnOutput
-from router.backends.spawner import ENDED, FAILED, OUTPUT, RECORD, STARTED
+from router.exec.spawner import ENDED, FAILED, OUTPUT, RECORD, STARTED
 from router.errors import BackendError
 
 log = logging.getLogger(__name__)

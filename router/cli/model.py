@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from router.cli import (REMAINDER, command, _load_policy, _model_path, _policy_path,
+from router.cli.main import (REMAINDER, command, _load_policy, _model_path, _policy_path,
                         _stdin_lines, _store_path)
 
 TYPE_CHECKING = False
@@ -25,7 +25,7 @@ def _threshold_for(args: argparse.Namespace) -> Any:
 
 
 def _training_data(args: argparse.Namespace) -> Any:
-    from router import dataset
+    from router.learn import dataset
     threshold_for = _threshold_for(args)
     if args.data is not None:
         if args.data == "-":
@@ -49,8 +49,8 @@ def _training_data(args: argparse.Namespace) -> Any:
 def _train(args: argparse.Namespace) -> int:
     import json
 
-    from router import modelfile
-    from router.train import TrainOptions, fit
+    from router.learn import modelfile
+    from router.learn.train import TrainOptions, fit
 
     data = _training_data(args)
     opts = TrainOptions(seed=args.seed, devices=args.devices, progress=sys.stderr.isatty())
@@ -90,7 +90,7 @@ def _add_train(sub: Any) -> None:
 
 def _load_model_or_none(args: argparse.Namespace) -> Any:
     """The model, or None when there is none yet (the policy's no_model rule applies)."""
-    from router import modelfile
+    from router.learn import modelfile
     path = _model_path(args)
     if args.model is None and not os.path.exists(path):
         return None
@@ -148,7 +148,7 @@ def _add_predict(sub: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from router.serve import serve
+    from router.reports.serve import serve
     serve(_load_policy(args), Path(_model_path(args)), args.port)
     return 0
 
@@ -164,8 +164,8 @@ def _add_serve(sub: Any) -> None:
 def _retrain(args: argparse.Namespace) -> int:
     import json
 
-    from router import retrain
-    from router.train import TrainOptions
+    from router.learn import retrain
+    from router.learn.train import TrainOptions
 
     outcome = retrain.run(_store_path(args), _load_policy(args), _model_path(args),
                           full=args.full, opts=TrainOptions(seed=args.seed))
@@ -190,7 +190,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     import json
 
     from router import paths
-    from router.calibrate import calibrate, write_speeds
+    from router.reports.calibrate import calibrate, write_speeds
     from router.errors import UsageError
 
     path = _policy_path(args)

@@ -142,7 +142,7 @@ def _since(text: str | None) -> float | None:
 def _report(args: argparse.Namespace) -> int:
     import json
 
-    from router import usage
+    from router.reports import accounting as usage
     from router.store import Store
 
     policy = _load_policy(args)
@@ -152,7 +152,7 @@ def _report(args: argparse.Namespace) -> int:
         s = usage.summary(rows, policy)
         print(json.dumps(s) if args.json else usage.text(s))
         return 0
-    from router.report import write_report
+    from router.reports.report import write_report
     path = write_report(rows, policy, args.out)
     print(path)
     return 0
@@ -205,7 +205,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         return _real_add_parser(name, parents=[common], **kw)
 
     sub.add_parser = add_parser  # type: ignore[method-assign]
-    from router import cli_jobs, cli_model   # they register their handlers on import
+    from router.cli import jobs as cli_jobs, model as cli_model   # they register their handlers on import
     for adder in ADDERS + cli_model.ADDERS + cli_jobs.ADDERS:
         adder(sub)
     return parser
@@ -223,14 +223,14 @@ def _strip_dashdash(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["submit"]:
-        from router.client import fast_submit
+        from router.client.client import fast_submit
         try:
             code = fast_submit(argv[1:])
         except KeyboardInterrupt:
             return 130
         if code is not None:
             return code
-    from router import cli_jobs, cli_model  # noqa: F401 - they register their handlers
+    from router.cli import jobs as cli_jobs, model as cli_model  # noqa: F401 - they register their handlers
     args = build_parser(argv[0] if argv[:1] and argv[0] in HANDLERS else None).parse_args(argv)
     for name, default in (("store", None), ("model", None), ("policy", None), ("verbose", 0)):
         if not hasattr(args, name):

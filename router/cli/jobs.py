@@ -4,7 +4,7 @@ Kept apart from the model's commands; `submit` itself mostly takes client.fast_s
 from __future__ import annotations
 
 
-from router.cli import (REMAINDER, command, _policy_path, _socket_path, _stdin_lines,
+from router.cli.main import (REMAINDER, command, _policy_path, _socket_path, _stdin_lines,
                         _store_path)
 
 TYPE_CHECKING = False
@@ -15,13 +15,13 @@ if TYPE_CHECKING:
 
 @command("daemon")
 def _daemon(args: argparse.Namespace) -> int:
-    from router.daemon import main as daemon_main
+    from router.daemon.lifecycle import main as daemon_main
     return daemon_main(_policy_path(args), store=args.store, model=args.model, sock=args.socket)
 
 
 @command("submit")
 def _submit(args: argparse.Namespace) -> int:
-    from router import client
+    from router.client import client
     from router.errors import DaemonUnavailable, UsageError
 
     if not args.cmd:
@@ -81,7 +81,7 @@ def _job_line(job: dict[str, Any]) -> str:
 def _jobs(args: argparse.Namespace) -> int:
     import json
 
-    from router import client
+    from router.client import client
     reply = client.call(_socket_path(args), {"op": "jobs", "all": args.all})
     if args.json:
         for job in reply["jobs"]:
@@ -98,7 +98,7 @@ def _jobs(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    from router import client
+    from router.client import client
     reply = client.call(_socket_path(args), {"op": "status", "id": args.id})
     job = reply.get("job") or reply["daemon"]
     if args.json:
@@ -111,13 +111,13 @@ def _status(args: argparse.Namespace) -> int:
 
 @command("follow")
 def _follow(args: argparse.Namespace) -> int:
-    from router import client
+    from router.client import client
     return client.follow(_socket_path(args), args.id)
 
 
 @command("cancel")
 def _cancel(args: argparse.Namespace) -> int:
-    from router import client
+    from router.client import client
     client.call(_socket_path(args), {"op": "cancel", "id": args.id})
     return 0
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from collectors.measure import Usage
+from router.exec.measure import Usage
 from router import backends
 from router.errors import BackendError
 from router.policy import Machine

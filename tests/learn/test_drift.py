@@ -1,4 +1,4 @@
-from router.drift import Drift
+from router.learn.drift import Drift
 
 
 def test_recent_accuracy_and_drifting_templates():

@@ -8,7 +8,7 @@ import pytest
 from conftest import ROUTER
 from router.policy import parse_policy
 from router.store import Store
-from router.usage import summary
+from router.reports.accounting import summary
 
 POLICY = """
 machines:

@@ -25,10 +25,10 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from router.dataset import Dataset
+from router.learn.dataset import Dataset
 from router.errors import DataError
-from router.model import Arch, ensemble_logits, from_arrays, graph, init_members, to_arrays
-from router.modelfile import ModelFile, expected_calibration_error, slog
+from router.learn.model import Arch, ensemble_logits, from_arrays, graph, init_members, to_arrays
+from router.learn.modelfile import ModelFile, expected_calibration_error, slog
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,9 @@ matplotlib.use("svg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from router import atomic, usage  # noqa: E402
+from router import atomic  # noqa: E402
+
+from router.reports import accounting as usage  # noqa: E402
 from router.policy import Policy  # noqa: E402
 
 STYLE = """

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from router.modelfile import ModelCache
+from router.learn.modelfile import ModelCache
 from router.errors import RouterError
 from router.policy import Policy, route
 

@@ -9,7 +9,7 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from router import protocol
+from router.client import protocol
 from router.errors import ProtocolError
 
 values = st.recursive(

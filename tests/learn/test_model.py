@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import ROUTER
-from router import modelfile
-from router.dataset import Dataset, from_lines
+from router.learn import modelfile
+from router.learn.dataset import Dataset, from_lines
 from router.errors import DataError, ModelError
-from router.model import Arch, dense, ensemble_logits, from_arrays, graph, init_members
-from router.train import TrainOptions, Trainer, encode, fit
+from router.learn.model import Arch, dense, ensemble_logits, from_arrays, graph, init_members
+from router.learn.train import TrainOptions, Trainer, encode, fit
 
 FAST = TrainOptions(epochs=300, members=3)
 
@@ -129,12 +129,12 @@ def test_sharded_over_four_devices_matches_one(tmp_path):
     script = tmp_path / "shard.py"
     script.write_text(f"""
 import sys, numpy as np
-sys.path.insert(0, {os.path.dirname(__file__)!r})
+sys.path[:0] = [{os.path.dirname(__file__)!r}, {os.path.dirname(os.path.dirname(__file__))!r}]
 from test_model import toy, FAST
-from router.train import encode, fit
+from router.learn.train import encode, fit
 import jax
 assert len(jax.devices()) == 4, jax.devices()
-from router.train import TrainOptions
+from router.learn.train import TrainOptions
 opts = TrainOptions(**{{**FAST.__dict__, "devices": 4, "batch": 64}})
 four = fit(toy(64), opts)
 ones = TrainOptions(**{{**FAST.__dict__, "devices": 1, "batch": 64}})

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from router import dataset, modelfile
-from router.dataset import Dataset
+from router.learn import dataset, modelfile
+from router.learn.dataset import Dataset
 from router.errors import RouterError
-from router.modelfile import ModelFile
+from router.learn.modelfile import ModelFile
 from router.policy import Policy
 from router.store import Store
-from router.train import TrainOptions, fit
+from router.learn.train import TrainOptions, fit
 
 log = logging.getLogger(__name__)
 

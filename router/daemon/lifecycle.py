@@ -23,14 +23,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from router import modelfile, notify, paths, protocol
-from router.backends import JobSpec, spawn
-from router.drift import Drift
+from router.learn import modelfile
+
+from router.daemon import notify
+
+from router import paths
+
+from router.client import protocol
+from router.backends import JobSpec
+from router.exec import spawn
+from router.learn.drift import Drift
 from router.errors import ProtocolError, RouterError
 from router.features import shape
-from router.jobs import Dispatcher, Job, Spool
+from router.daemon.dispatcher import Dispatcher, Job, Spool
 from router.policy import Policy, decide, load_policy
-from router.writer import StoreWriter
+from router.daemon.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +124,7 @@ class Daemon:
         tasks = [asyncio.create_task(self._poll_model()), asyncio.create_task(self._prune())]
         port = self.policy.daemon["metrics_port"]
         if port:
-            from router.metrics import Metrics   # prometheus_client only when asked for
+            from router.reports.metrics import Metrics   # prometheus_client only when asked for
             self.metrics = Metrics(self.policy)
             self.metrics.serve(port)
             tasks.append(asyncio.create_task(self._sample_metrics()))

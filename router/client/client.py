@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import Any
 
-from router import protocol
+from router.client import protocol
 from router.errors import DaemonUnavailable, ProtocolError, RouterError
 
 XARGS_FAILED = 123   # like xargs: some of the --each jobs failed
@@ -281,8 +281,8 @@ def run_here(argv: list[str], policy_path: str, store_path: str, model_path: str
     import getpass
     import time
 
-    from collectors import measure
-    from router import modelfile
+    from router.exec import measure
+    from router.learn import modelfile
     from router.policy import load_policy, route
     from router.store import Store
 

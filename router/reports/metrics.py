@@ -14,7 +14,7 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
                                start_http_server)
 
 from router.policy import Decision, Policy
-from router.usage import price
+from router.reports.accounting import price
 
 LATENCY_BUCKETS = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2)
 

@@ -8,7 +8,9 @@ import signal
 
 import pytest
 
-from router.backends import JobSpec, spawn
+from router.backends import JobSpec
+
+from router.exec import spawn
 from router.backends.local import LocalRun, command
 from router.errors import BackendError
 

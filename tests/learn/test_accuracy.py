@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES, ROUTER
-from router import dataset
-from router.modelfile import slog
-from router.train import TrainOptions, fit
+from router.learn import dataset
+from router.learn.modelfile import slog
+from router.learn.train import TrainOptions, fit
 
 THRESHOLD = 0.04
 UNSEEN = 100   # per cost shape: at ~97% a 60-input estimate swings by a point or two

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.calibrate import write_speeds
+from router.reports.calibrate import write_speeds
 from router.errors import PolicyError
 from router.policy import load_policy
 

@@ -1,0 +1,1 @@
+"""The `router` command: entry and parser, one module per command group."""

@@ -1,0 +1,1 @@
+"""The thin client and the wire protocol: stdlib only, the submit path."""

@@ -1,0 +1,1 @@
+"""The dispatcher daemon: its life cycle, requests, queues per machine and history writes."""
