@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import IO, Any
 
-    from router.exec.measure import Usage
+    from router.exec.usage import Usage
 
 from router.exec.measure import finish, scratch_file, start
+from router.exec.process import resolve
 from router.errors import UsageError
 from router.features import shape
 from router.store import Store
@@ -67,9 +68,11 @@ def check_program(cmd: list[str]) -> None:
             raise UsageError(f"no such program: {prog}")
         if not os.access(prog, os.X_OK):
             raise UsageError(f"program is not executable: {prog}")
-    elif not any(os.access(os.path.join(d or ".", prog), os.X_OK)
-                 for d in os.environ.get("PATH", os.defpath).split(os.pathsep)):
-        raise UsageError(f"program not found on PATH: {prog}")
+        return
+    try:
+        resolve(prog, dict(os.environ))
+    except FileNotFoundError:
+        raise UsageError(f"program not found on PATH: {prog}") from None
 
 
 def build_argv(cmd: list[str], line: str, lineno: int) -> list[str]:
@@ -151,7 +154,7 @@ class Sweep:
         record = {
             "time": time.time(), "user": self.user, "argv": slot.argv, "template": sh.template,
             "features": list(sh.features), "machine": self.opt.machine, "source": "collect",
-            "cost": round(usage.cpu_s * self.opt.speed, 6), "cwd": self.cwd,
+            "cost": usage.cost(self.opt.speed), "cwd": self.cwd,
             **usage.to_dict(),
         }
         self._pending.append((record, slot.line))

@@ -37,3 +37,8 @@ class ProtocolError(RouterError):
 
 class DaemonUnavailable(RouterError):
     """No daemon answers on the socket."""
+
+
+class JobLost(RouterError):
+    """A job that started but whose end was not seen (its spawner or connection died): it is
+    recorded `lost`, never as a measured run, and never run again elsewhere."""

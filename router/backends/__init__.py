@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from router.exec.measure import Usage
+from router.exec.usage import Usage
 
 OnOutput = Callable[[int, bytes], None]
 

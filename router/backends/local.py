@@ -16,16 +16,16 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from router.exec.measure import Usage
 from router.backends import JobSpec, OnOutput
+from router.exec.process import KILL_GRACE_S
 from router.exec.spawn import Child, start
+from router.exec.usage import Usage
 
 log = logging.getLogger(__name__)
 
 CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
 CGROUP_V2 = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
-KILL_GRACE_S = 5.0
 
 
 def cpu_cgroup(name: str, cpus: float) -> Path | None:

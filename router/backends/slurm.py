@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from router.exec.measure import Usage
 from router.backends import JobSpec, OnOutput
 from router.backends.local import command
 from router.errors import BackendError
+from router.exec.usage import Usage, exit_of
 from router.paths import private_dir
 
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
@@ -57,7 +57,7 @@ def parse_sacct(job_id: str, text: str) -> dict[str, Any] | None:
     if user is None or system is None:
         return None
     code, _, sig = main[2].partition(":")
-    return {"state": main[1].split()[0], "exit": -int(sig) if int(sig or 0) else int(code or 0),
+    return {"state": main[1].split()[0], "exit": exit_of(int(code or 0), int(sig or 0)),
             "cpu_user_s": user, "cpu_sys_s": system,
             "max_rss_kb": max([kilobytes(r[5]) for r in rows] or [0]),
             "wall_s": float(main[6] or 0)}
@@ -106,9 +106,9 @@ class SlurmRun:
         self._drain()
         for path in self.files.values():
             path.unlink(missing_ok=True)
-        return Usage(round(done["cpu_user_s"], 6), round(done["cpu_sys_s"], 6),
-                     round(done["wall_s"] or time.monotonic() - self.started, 6),
-                     done["max_rss_kb"], done["exit"])
+        return Usage(done["cpu_user_s"], done["cpu_sys_s"],
+                     done["wall_s"] or time.monotonic() - self.started, done["max_rss_kb"],
+                     done["exit"])
 
     def cancel(self) -> None:
         asyncio.get_running_loop().create_task(command(["scancel", self.remote_id], self.spec))

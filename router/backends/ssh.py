@@ -4,7 +4,7 @@ ssh runs as the submitting user, so their ~/.ssh/config, agent, known hosts and 
 work as they expect. One master connection per user and host is kept open and reused
 (ControlMaster/ControlPersist) at a path we name; a plain connect() to its socket says whether
 it is alive, and a host that cannot be reached raises BackendError, which sends the job to the
-machine's fallback. Over that connection runs one remote agent per user (`wrapper.py`), started
+machine's fallback. Over that connection runs one remote agent per user (`exec/agent.py`), started
 with the first job and kept: each job is one line to it, not an ssh client and a remote Python
 start of its own (~30 ms: more than the rest of a job's overhead together). The agent measures
 each job's CPU with wait4 on the remote host and streams its output back; cancelling a job
@@ -16,38 +16,37 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import functools
 import json
 import logging
 import os
 import shlex
 import socket
-import time
 from itertools import count
 from typing import Any
 
-from router.exec.measure import Usage
 from router.backends import JobSpec, OnOutput
 from router.backends.local import LocalRun, command
+from router.errors import BackendError, JobLost
+from router.exec import agent as remote_agent
 from router.exec.spawn import start
-from router.exec.agent import AGENT
-from router.errors import BackendError
+from router.exec.usage import Usage, from_wait
 from router.paths import private_dir
 
 log = logging.getLogger(__name__)
 
 
 class AgentRun:
-    """One job on the remote agent; its events arrive through the Agent."""
+    """One job on the remote agent; its events arrive through the AgentConnection."""
 
     remote_id: str | None = None
 
-    def __init__(self, agent: Agent, key: int, on_output: OnOutput):
+    def __init__(self, agent: AgentConnection, key: int, on_output: OnOutput):
         self.agent = agent
         self.key = key
         self.on_output = on_output
         self.ran = False               # the agent said it started the job
         self.cancelled = False
-        self.started = time.monotonic()
         self.done: asyncio.Future[Usage] = asyncio.get_running_loop().create_future()
 
     async def wait(self) -> Usage:
@@ -60,23 +59,22 @@ class AgentRun:
 
     def finished(self, u: dict[str, Any]) -> None:
         if not self.done.done():
-            self.done.set_result(Usage(round(u["cpu_user_s"], 6), round(u["cpu_sys_s"], 6),
-                                       round(u["wall_s"], 6), int(u["max_rss_kb"]),
-                                       int(u["exit"])))
+            self.done.set_result(from_wait(int(u["status"]), u["cpu_user_s"], u["cpu_sys_s"],
+                                           int(u["max_rss_kb"]), u["wall_s"]))
 
     def lost(self, reason: str) -> None:
-        """The connection ended first: a job that never started may go elsewhere."""
+        """The connection ended first: a job that never started may go elsewhere; one that
+        did is lost (the agent kills it when its connection ends), never a measured run."""
         if self.done.done():
             return
         if not self.ran and not self.cancelled:
             self.done.set_exception(BackendError(f"host {self.agent.host} unreachable: {reason}"))
         else:
-            self.done.set_result(Usage(0.0, 0.0, round(time.monotonic() - self.started, 6), 0,
-                                       255, stderr_tail=f"{self.agent.host}: {reason}"))
+            self.done.set_exception(JobLost(f"{self.agent.host}: {reason}; its end unseen"))
 
 
-class Agent:
-    """The remote agent of one user on one host: an ssh process we write jobs to."""
+class AgentConnection:
+    """The daemon's end of one user's agent on one host: an ssh process we write jobs to."""
 
     def __init__(self, host: str, spec: JobSpec):
         self.host = host
@@ -163,6 +161,11 @@ class Agent:
         self.proc.close_stdin()
 
 
+@functools.cache
+def _agent_program() -> str:
+    return remote_agent.program()
+
+
 class SshBackend:
     def __init__(self, machine: Any):
         o = machine.options or {}
@@ -176,7 +179,7 @@ class SshBackend:
         self.python = str(o.get("python") or "/usr/bin/python3")
         self.timeout = int(o.get("connect_timeout") or 5)
         self.masters: dict[int, JobSpec] = {}
-        self.agents: dict[int, Agent] = {}
+        self.agents: dict[int, AgentConnection] = {}
         self.opening: dict[int, asyncio.Lock] = {}
 
     def control(self, uid: int) -> str:
@@ -218,15 +221,15 @@ class SshBackend:
             raise BackendError(f"host {self.host} unreachable: {why[0]}")
         self.masters[spec.uid] = spec
 
-    async def agent(self, spec: JobSpec) -> Agent:
+    async def agent(self, spec: JobSpec) -> AgentConnection:
         """This user's agent on the host, started (once, however many jobs ask) if need be."""
         async with self.opening.setdefault(spec.uid, asyncio.Lock()):
             agent = self.agents.get(spec.uid)
             if agent is not None and agent.alive:
                 return agent
             await self.ensure_master(spec)
-            agent = Agent(self.host, spec)
-            remote = shlex.join(["exec", self.python, "-S", "-c", AGENT])
+            agent = AgentConnection(self.host, spec)
+            remote = shlex.join(["exec", self.python, "-S", "-c", _agent_program()])
             await agent.open(self.base(spec.uid) + [remote], self.timeout + 10)
             self.agents[spec.uid] = agent
             return agent

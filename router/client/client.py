@@ -277,8 +277,10 @@ def follow(sock_path: str, job_id: int) -> int:
 
 
 def run_here(argv: list[str], policy_path: str, store_path: str, model_path: str) -> int:
-    """No daemon: decide in-process with the same policy, model and history, run here."""
+    """No daemon: decide in-process with the same policy, model and history, run here, and
+    price the run like any other: on the policy's machine that is this host, uncapped."""
     import getpass
+    import logging
     import time
 
     from router.exec import measure
@@ -289,8 +291,12 @@ def run_here(argv: list[str], policy_path: str, store_path: str, model_path: str
     policy = load_policy(policy_path)
     model = modelfile.load(model_path) if os.path.exists(model_path) else None
     decision = route(argv, model, policy)
+    here = _this_host(policy)
     print(f"router: no daemon reachable: running here (policy would pick "
           f"{decision['machine']}: {decision['reason']})", file=sys.stderr)
+    if here is None:
+        logging.getLogger(__name__).warning("no local machine in %s: this run is priced at "
+                                            "the reference speed", policy_path)
     try:
         usage = measure.run(argv, stdout=None, inherit_stderr=True)
     except FileNotFoundError:
@@ -298,9 +304,17 @@ def run_here(argv: list[str], policy_path: str, store_path: str, model_path: str
     with Store(store_path) as store:
         store.add_run({"time": time.time(), "user": getpass.getuser(), "argv": argv,
                        "template": decision["template"], "features": decision["features"],
-                       "machine": "local", "source": "job", "cost": usage.cpu_s,
+                       "machine": here.name if here else "local", "source": "job",
+                       "cost": usage.cost(here.speed if here else 1.0),
                        "p_over": decision["p_over"], "sd": decision["sd"],
                        "reason": "no daemon: ran here", "threshold": decision["threshold"],
                        "model_version": decision["model_version"], "cwd": os.getcwd(),
                        "uid": os.getuid(), **usage.to_dict()})
     return exit_code(usage.exit)
+
+
+def _this_host(policy: Any) -> Any:
+    """The policy's machine that runs jobs on this host: a local one, uncapped if any is."""
+    local = [m for m in policy.machines.values() if m.backend == "local"]
+    uncapped = [m for m in local if not (m.options or {}).get("cpu_quota")]
+    return (uncapped or local or [None])[0]

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from router.exec.measure import Usage
+from router.exec.usage import Usage
 from router import backends
-from router.errors import BackendError
+from router.errors import BackendError, JobLost
 from router.policy import Machine
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,9 @@ class Dispatcher:
             if job.cancelled:
                 job.running.cancel()
             usage = await job.running.wait()
+        except JobLost as exc:        # it ran, but nothing saw its end: not a measured run
+            self._finish(job, None, "lost", str(exc))
+            return
         except BackendError as exc:   # the machine could not take it: the job never ran
             if machine.fallback and machine.fallback != job.machine and not job.cancelled:
                 self._fall_back(job, machine, str(exc))
@@ -186,9 +189,9 @@ class Dispatcher:
         fields: dict[str, Any] = {"state": state, "ended": time.time(), "machine": job.machine}
         if usage is not None:
             fields.update(usage.to_dict())
-            fields["cost"] = round(usage.cpu_s * machine.speed, 6)
+            fields["cost"] = usage.cost(machine.speed)
         else:
-            fields.update(exit=127 if state == "failed" else -15, stderr_tail=error)
+            fields.update(exit={"failed": 127, "lost": None}.get(state, -15), stderr_tail=error)
             if error:
                 self._output(job)(2, f"router: {error}\n".encode())
         self.spool.close(job)

@@ -1,4 +1,5 @@
-"""Run one command and measure what it really cost.
+"""Run one command here and measure what it really cost: the collectors' and `run_here`'s
+runner, synchronous and without the spawner.
 
 The child is the leader of a new session, so on a timeout or Ctrl-C its whole process group
 dies with it, and `wait4` returns the rusage of the child together with every descendant it
@@ -9,67 +10,16 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import time
 from collections import namedtuple
 TYPE_CHECKING = False   # typing, dataclasses, subprocess and tempfile cost a sweep's start-up
 if TYPE_CHECKING:       # ~30 ms; what they would give is written out below
-    from typing import IO, Any
+    from typing import IO
+
+from router.exec.process import DEVNULL, kill_group, reap, resolve, spawn_session
+from router.exec.usage import Usage, from_wait
 
 STDERR_TAIL_LINES = 20
-
-
-class Usage:
-    """What a run cost, in the units the history stores."""
-
-    __slots__ = ("cpu_user_s", "cpu_sys_s", "wall_s", "max_rss_kb", "exit", "timed_out",
-                 "stderr_tail")
-
-    def __init__(self, cpu_user_s: float, cpu_sys_s: float, wall_s: float, max_rss_kb: int,
-                 exit: int, timed_out: bool = False, stderr_tail: str | None = None):
-        self.cpu_user_s = cpu_user_s
-        self.cpu_sys_s = cpu_sys_s
-        self.wall_s = wall_s
-        self.max_rss_kb = max_rss_kb
-        self.exit = exit
-        self.timed_out = timed_out
-        self.stderr_tail = stderr_tail
-
-    @property
-    def cpu_s(self) -> float:
-        return self.cpu_user_s + self.cpu_sys_s
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __repr__(self) -> str:
-        return f"Usage({self.to_dict()})"
-
-
-def exit_value(status: int) -> int:
-    """The exit code, or minus the signal that killed the process."""
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-
-def usage_from(status: int, rusage: Any, wall_s: float, timed_out: bool = False) -> Usage:
-    return Usage(
-        cpu_user_s=round(rusage.ru_utime, 6),
-        cpu_sys_s=round(rusage.ru_stime, 6),
-        wall_s=round(wall_s, 6),
-        max_rss_kb=int(rusage.ru_maxrss),
-        exit=exit_value(status),
-        timed_out=timed_out,
-    )
-
-
-def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
-    """Signal a run's whole process group; it may already be gone."""
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def tail(stream: IO[bytes], lines: int = STDERR_TAIL_LINES) -> str:
@@ -78,9 +28,6 @@ def tail(stream: IO[bytes], lines: int = STDERR_TAIL_LINES) -> str:
     stream.seek(max(0, size - 8192))
     text = stream.read().decode("utf-8", "replace")
     return "\n".join(text.splitlines()[-lines:])
-
-
-DEVNULL = -3   # subprocess.DEVNULL, without importing subprocess
 
 
 def scratch_file() -> IO[bytes]:
@@ -93,23 +40,6 @@ def scratch_file() -> IO[bytes]:
     return open(fd, "w+b")
 
 
-def _spawn(argv: list[str], stdout: IO[bytes] | int | None, stderr: IO[bytes] | None,
-           env: dict[str, str] | None = None) -> int:
-    """posix_spawn as a session leader: several times cheaper than Popen for short runs.
-    stdout DEVNULL discards, None inherits; stderr None inherits."""
-    actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
-    if stderr is not None:
-        actions.append((os.POSIX_SPAWN_DUP2, stderr.fileno(), 2))
-    if stdout == DEVNULL:
-        actions.append((os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0))
-    elif stdout is not None:
-        fd = stdout if isinstance(stdout, int) else stdout.fileno()
-        actions.append((os.POSIX_SPAWN_DUP2, fd, 1))
-    spawn = os.posix_spawn if "/" in argv[0] else os.posix_spawnp
-    return spawn(argv[0], argv, os.environ if env is None else env, file_actions=actions,
-                 setsid=True)
-
-
 Started = namedtuple("Started", ["pid", "pidfd", "started", "stderr", "own_stderr", "deadline"])
 Started.__doc__ = "A run in flight: its session's pid, a pidfd to wait on, where its stderr goes."
 
@@ -117,15 +47,18 @@ Started.__doc__ = "A run in flight: its session's pid, a pidfd to wait on, where
 def start(argv: list[str], *, timeout: float | None = None,
           stdout: IO[bytes] | int | None = DEVNULL, stderr: IO[bytes] | None = None,
           env: dict[str, str] | None = None, inherit_stderr: bool = False) -> Started:
-    """Start argv as a session leader; pair with finish(). A given stderr file is reused:
-    it is emptied first, so its tail is this run's."""
+    """Start argv as a session leader; pair with finish(). stdout DEVNULL discards, None
+    inherits. A given stderr file is reused: it is emptied first, so its tail is this run's."""
     if stderr is not None:
         stderr.seek(0)
         stderr.truncate()
     err = stderr if stderr is not None or inherit_stderr else scratch_file()
+    env = dict(os.environ) if env is None else env
+    out = stdout if stdout is None or isinstance(stdout, int) else stdout.fileno()
     now = time.monotonic()
     try:
-        pid = _spawn(argv, stdout, err, env)
+        pid = spawn_session(resolve(argv[0], env), argv, env, stdout=out,
+                            stderr=None if err is None else err.fileno())
     except BaseException:
         if stderr is None and err is not None:
             err.close()
@@ -138,9 +71,9 @@ def finish(run: Started, timed_out: bool = False) -> Usage:
     """Reap a run (killing its session first if it timed out) and say what it cost."""
     if timed_out:
         kill_group(run.pid)
-    _, status, rusage = os.wait4(run.pid, 0)
-    usage = usage_from(status, rusage, time.monotonic() - run.started, timed_out)
-    kill_group(run.pid)
+    status, ru = reap(run.pid)
+    usage = from_wait(status, ru.ru_utime, ru.ru_stime, ru.ru_maxrss,
+                      time.monotonic() - run.started, timed_out)
     os.close(run.pidfd)
     if (usage.exit != 0 or timed_out) and run.stderr is not None:
         usage.stderr_tail = tail(run.stderr)

@@ -1,10 +1,15 @@
 """Starting a job's process: as the submitting user, in a new session, its output streamed.
 
-The event loop's end of the spawner process (`spawner.py`), started on first use: a request
-goes out, and back come the pid (or why it could not start), the output as it is read, and
-the exit status and rusage that wait4 gave. Nothing here blocks or takes a thread, and the
-daemon never holds its GIL while a process starts. Only a stdin pipe (the ssh agent's) is
-made here and handed over.
+The daemon's end of a pipe whose other end is the spawner process (`spawner.py`): here one
+`SpawnerLink` per event loop, started on first use, sends requests and gives each job a
+`Child`; there a `SpawnerLoop` serves them. A request goes out, and back come the pid and a
+pidfd (or why it could not start), the output as it is read, and the exit status and rusage
+that wait4 gave. Nothing here blocks or takes a thread, and the daemon never holds its GIL
+while a process starts. Only a stdin pipe (the ssh agent's) is made here and handed over.
+
+If the spawner dies, the jobs it ran have no parent left to see their end: each is killed
+(through its pidfd, never a pid that may have been reused) and ends with JobLost, and the
+next job starts a new spawner.
 """
 
 from __future__ import annotations
@@ -20,16 +25,18 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.exec.measure import Usage, exit_value
-from router.client import protocol
 from router.backends import JobSpec, OnOutput
-from router.exec.spawner import ENDED, FAILED, OUTPUT, RECORD, STARTED
-from router.errors import BackendError
+from router.client import protocol
+from router.errors import BackendError, JobLost
+from router.exec.process import holds_pid, kill_group
+from router.exec.spawner import BOOT, ENDED, FAILED, OUTPUT, PACKET_FDS, RECORD, STARTED
+from router.exec.usage import Usage, from_wait
 
 log = logging.getLogger(__name__)
 
-SPAWNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKET = 1 << 16
+FDS_SPACE = socket.CMSG_SPACE(4 * PACKET_FDS)
 INLINE_MAX = 32 * 1024        # bigger requests (a huge environment) travel in a memfd
 ENV_CACHE = 64
 
@@ -44,8 +51,9 @@ class Child:
     program: str
     cwd: str | None
     stdin: int | None
-    spawner: Spawner
+    spawner: SpawnerLink
     pid: int = 0                   # known once the spawner says it started
+    pidfd: int | None = None       # from then until it ended
     ended: asyncio.Future[Usage] = field(init=False)
     pending: list[tuple[int, bytes]] = field(default_factory=list)
     on_output: OnOutput | None = None
@@ -72,20 +80,25 @@ class Child:
         else:
             self.on_output(fd, data)
 
+    def close_pidfd(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal its whole process group, if it is still running (never a reused pid)."""
         if not self.ended.done():
             self.spawner.send({"op": "kill", "id": self.key, "sig": int(sig)}, [])
 
 
-class Spawner:
-    """One spawner process and the socket to it."""
+class SpawnerLink:
+    """The daemon's link to one spawner process: the socket to it and the jobs it runs."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
-            self.pid = os.posix_spawn(sys.executable, [sys.executable, "-I", "-S", SPAWNER,
-                                                       str(theirs.fileno())], dict(os.environ),
+            argv = [sys.executable, "-I", "-S", "-c", BOOT, ROOT, str(theirs.fileno())]
+            self.pid = os.posix_spawn(sys.executable, argv, dict(os.environ),
                                       file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(),
                                                      theirs.fileno())])
         self.sock = ours
@@ -194,22 +207,28 @@ class Spawner:
     def _read(self) -> None:
         while True:
             try:
-                data = self.sock.recv(PACKET)
+                data, anc, _, _ = self.sock.recvmsg(PACKET, FDS_SPACE, socket.MSG_CMSG_CLOEXEC)
             except BlockingIOError:
                 return
             except OSError:
-                data = b""
+                data, anc = b"", []
+            pidfds = [fd for level, kind, raw in anc
+                      if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                      for fd in memoryview(raw).cast("i")]
             if not data:
+                for fd in pidfds:
+                    os.close(fd)
                 self._died()
                 return
             at = 0
+            pidfds.reverse()
             while at < len(data):
                 kind, size = RECORD.unpack_from(data, at)
                 at += RECORD.size
-                self._record(kind, data[at:at + size])
+                self._record(kind, data[at:at + size], pidfds)
                 at += size
 
-    def _record(self, kind: bytes, payload: bytes) -> None:
+    def _record(self, kind: bytes, payload: bytes, pidfds: list[int]) -> None:
         if kind == b"O":
             key, fd = OUTPUT.unpack_from(payload)
             child = self.children.get(key)
@@ -217,14 +236,18 @@ class Spawner:
                 child.output(fd, payload[OUTPUT.size:])
         elif kind == b"S":
             key, pid = STARTED.unpack(payload)
-            if key in self.children:
-                self.children[key].pid = pid
+            pidfd = pidfds.pop() if pidfds else None
+            child = self.children.get(key)
+            if child is not None:
+                child.pid, child.pidfd = pid, pidfd
+            elif pidfd is not None:
+                os.close(pidfd)
         elif kind == b"E":
             key, status, utime, stime, maxrss, wall = ENDED.unpack(payload)
             child = self.children.pop(key, None)
             if child is not None:
-                child.ended.set_result(Usage(round(utime, 6), round(stime, 6), round(wall, 6),
-                                             maxrss, exit_value(status)))
+                child.close_pidfd()
+                child.ended.set_result(from_wait(status, utime, stime, maxrss, wall))
         elif kind == b"X":
             key, errno = FAILED.unpack_from(payload)
             child = self.children.pop(key, None)
@@ -234,15 +257,20 @@ class Spawner:
                                   OSError(errno, why) if errno else ValueError(why)))
 
     def _died(self) -> None:
+        """Nothing will see its jobs end: each is killed, and lost rather than measured."""
         if self.alive:
-            log.error("the job spawner (pid %d) died; its running jobs are lost", self.pid)
+            log.error("the job spawner (pid %d) died; its running jobs are killed and lost",
+                      self.pid)
         self.close()
         why = "the job spawner died"
         for child in self.children.values():
             if not child.pid:
                 child.failed(BackendError(why))
-            else:
-                child.ended.set_result(Usage(0.0, 0.0, 0.0, 0, 255, stderr_tail=why))
+                continue
+            if child.pidfd is not None and holds_pid(child.pidfd):
+                kill_group(child.pid)
+            child.close_pidfd()
+            child.ended.set_exception(JobLost(f"{why}; the job was killed, its end unseen"))
         self.children.clear()
 
     def close(self) -> None:
@@ -264,10 +292,10 @@ class Spawner:
             pass
 
 
-_current: Spawner | None = None
+_current: SpawnerLink | None = None
 
 
-def spawner() -> Spawner:
+def spawner() -> SpawnerLink:
     """This event loop's spawner, started (again) when it has none alive. One at a time:
     a new event loop (asyncio.run again) closes the last one's."""
     global _current
@@ -275,7 +303,7 @@ def spawner() -> Spawner:
     if _current is None or not _current.alive or _current.loop is not loop:
         if _current is not None:
             _current.close()
-        _current = Spawner(loop)
+        _current = SpawnerLink(loop)
     return _current
 
 

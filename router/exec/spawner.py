@@ -1,26 +1,33 @@
 """The spawner: a small process, stdlib only, that starts, watches and reaps local jobs.
 
-Starting a process from the daemon cost it the GIL and thread hand-offs, and each job's two
-pipes cost it a dozen system calls and event-loop callbacks; together they bounded it near
-600 jobs/s on two cores. Here one single-threaded process does that work beside it:
-posix_spawn (vfork and exec, no Python in the child), the job's stdout and stderr pipes and
-a pidfd in one epoll, and wait4 for the rusage. The daemon sees only messages.
+One end of a pipe whose other end is `spawn.py`: there the daemon's `SpawnerLink` sends
+requests and turns replies into each job's `Child`; here a `SpawnerLoop` serves them, one
+`JobProcess` per job. Starting a process from the daemon cost it the GIL and thread
+hand-offs, and each job's two pipes cost it a dozen system calls and event-loop callbacks;
+together they bounded it near 600 jobs/s on two cores. Here one single-threaded process does
+that work beside it: posix_spawn (vfork and exec, no Python in the child), the job's stdout
+and stderr pipes and a pidfd in one epoll, and wait4 for the rusage.
 
-Run as `python -I -S spawner.py FD`, FD a SOCK_SEQPACKET socket to the daemon; it exits when
-the daemon closes it. Requests are JSON lines, several a packet (a packet too big for the
-socket travels in a memfd passed as its last descriptor, the packet saying "@"):
+Started by spawn.py as `python -I -S -c BOOT ROOT FD`: no environment, no site, only the
+package root on sys.path, so it imports nothing of router but `process`. FD is a
+SOCK_SEQPACKET socket to the daemon; it exits when the daemon closes it. Requests are JSON
+lines, several a packet (a packet too big for the socket travels in a memfd passed as its
+last descriptor, the packet saying "@"):
   {"op": "env", "id", "env"}   an environment, named for the spawns that use it
   {"op": "forget", "id"}       the daemon will not name it again
   {"op": "spawn", "id", "argv", "cwd", "env": ID, "cred": [uid, gid, groups] | null,
    "cgroup": DIR | null, "stdin": bool}   alone in its packet with the stdin pipe's read
                                           end when "stdin"
   {"op": "kill", "id", "sig"}
-Replies are binary records (see the structs below), several a packet: S once a job started,
-X when it could not start, O for what it wrote, E once it was reaped and all its output sent.
+Replies are binary records (see the structs below), several a packet: S once a job started
+(its pidfd goes with the packet, one per S record in order, so the daemon can still kill
+its jobs if we die, without ever naming a reused pid), X when it could not start, O for
+what it wrote, E once it was reaped and all its output sent.
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
 import json
 import os
@@ -32,32 +39,26 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
-MAX_FDS = 4
+from router.exec.process import kill_group, reap, resolve, spawn_session
+
+MAX_FDS = 4                                # descriptors a request may carry
+PACKET_FDS = 250                           # pidfds a reply packet may carry (SCM_MAX_FD 253)
 PACKET = 1 << 16
 RECORD = struct.Struct("<cI")              # kind, payload length
-STARTED = struct.Struct("<Ii")             # b"S": id, pid
+STARTED = struct.Struct("<Ii")             # b"S": id, pid (its pidfd rides with the packet)
 FAILED = struct.Struct("<Ii")              # b"X": id, errno; then the message
 ENDED = struct.Struct("<Iiddqd")           # b"E": id, status, utime, stime, maxrss, wall
 OUTPUT = struct.Struct("<IB")              # b"O": id, fd; then the bytes
 READ = PACKET - RECORD.size - OUTPUT.size
-# Ignored or handled here, so a job would inherit them ignored: it gets the defaults.
-DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
-                   signal.SIGHUP)
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+        "from router.exec.spawner import main; main()")
 
 
-def resolve(program: str, env: dict[str, str]) -> str:
-    """The file execvpe would run for `program` under the job's PATH (we exec paths only)."""
-    if "/" in program:
-        return program
-    for directory in os.get_exec_path(env):
-        path = os.path.join(directory, program)
-        if os.access(path, os.X_OK, effective_ids=True) and not os.path.isdir(path):
-            return path
-    raise FileNotFoundError(2, "No such file or directory", program)
+class JobProcess:
+    """One job as the spawner sees it: its session leader, pidfd and output pipes."""
 
-
-class Job:
     __slots__ = ("id", "pid", "pidfd", "pipes", "popen", "reply", "started")
 
     def __init__(self, job_id: int, pid: int, pipes: dict[int, int], popen: object = None):
@@ -70,18 +71,20 @@ class Job:
         self.popen = popen
 
 
-class Spawner:
+class SpawnerLoop:
+    """The spawner's one loop: requests from the daemon, and its jobs' pipes and pidfds."""
+
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.epoll = select.epoll()
         self.epoll.register(sock.fileno(), select.EPOLLIN)
         self.home = os.getcwd()
-        self.cwd: tuple | None = (self.home, None)     # where we are, and as whom we got in
-        self.by_fd: dict[int, Job] = {}     # pidfd and pipe read ends -> job
-        self.by_id: dict[int, Job] = {}
-        self.out: list[bytes] = []          # records for the daemon, in order
+        self.cwd: tuple[Any, ...] | None = (self.home, None)   # where we are, as whom
+        self.by_fd: dict[int, JobProcess] = {}  # pidfd and pipe read ends -> job
+        self.by_id: dict[int, JobProcess] = {}
+        self.out: list[tuple[bytes, int | None]] = []   # records for the daemon, with a pidfd
         self.envs: dict[int, dict[str, str]] = {}
-        self.todo: deque[tuple[dict, list[int]]] = deque()
+        self.todo: deque[tuple[dict[str, Any], list[int]]] = deque()
 
     def run(self) -> None:
         """A packet's requests, then whatever ended meanwhile, in one reply; taking ended
@@ -91,13 +94,7 @@ class Spawner:
                 if fd == self.sock.fileno():
                     if not self.receive():
                         return
-                    while self.todo:
-                        req, fds = self.todo.popleft()
-                        try:
-                            self.handle(req, fds)
-                        finally:
-                            for passed in fds:
-                                os.close(passed)
+                    self.handle_all()
                     continue
                 job = self.by_fd.get(fd)
                 if job is None:
@@ -128,7 +125,16 @@ class Spawner:
                 self.todo.append((json.loads(line), []))
             self.todo.append((json.loads(lines[-1]), fds))
 
-    def handle(self, req: dict, fds: list[int]) -> None:
+    def handle_all(self) -> None:
+        while self.todo:
+            req, fds = self.todo.popleft()
+            try:
+                self.handle(req, fds)
+            finally:
+                for passed in fds:
+                    os.close(passed)
+
+    def handle(self, req: dict[str, Any], fds: list[int]) -> None:
         """One request, with the descriptors that came with it (ours to close)."""
         op = req["op"]
         if op == "env":
@@ -140,7 +146,7 @@ class Spawner:
         if op == "kill":
             job = self.by_id.get(req["id"])
             if job is not None and job.reply is None:
-                _killpg(job.pid, req["sig"])
+                kill_group(job.pid, req["sig"])
             return
         try:
             job = self.spawn(req, fds[0] if req["stdin"] else None)
@@ -158,9 +164,9 @@ class Spawner:
         for fd in (job.pidfd, *job.pipes):
             self.by_fd[fd] = job
             self.epoll.register(fd, select.EPOLLIN)
-        self.record(b"S", STARTED.pack(job.id, job.pid))
+        self.record(b"S", STARTED.pack(job.id, job.pid), job.pidfd)
 
-    def spawn(self, req: dict, stdin: int | None) -> Job:
+    def spawn(self, req: dict[str, Any], stdin: int | None) -> JobProcess:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -175,13 +181,8 @@ class Spawner:
                 popen = self.popen_as(program, argv, env, cred, out_w, err_w, stdin)
                 pid = popen.pid
             else:
-                pid = os.posix_spawn(program, argv, env, setsid=True,
-                                     setsigdef=DEFAULT_SIGNALS, file_actions=[
-                                         (os.POSIX_SPAWN_DUP2, out_w, 1),
-                                         (os.POSIX_SPAWN_DUP2, err_w, 2),
-                                         (os.POSIX_SPAWN_DUP2, stdin, 0) if stdin is not None
-                                         else (os.POSIX_SPAWN_OPEN, 0, "/dev/null",
-                                               os.O_RDONLY, 0)])
+                pid = spawn_session(program, argv, env, stdin=stdin, stdout=out_w,
+                                    stderr=err_w)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
@@ -191,9 +192,9 @@ class Spawner:
             os.close(err_w)
         os.set_blocking(out_r, False)
         os.set_blocking(err_r, False)
-        return Job(req["id"], pid, {out_r: 1, err_r: 2}, popen)
+        return JobProcess(req["id"], pid, {out_r: 1, err_r: 2}, popen)
 
-    def chdir(self, cwd: str, cred: list | None) -> None:
+    def chdir(self, cwd: str, cred: list[Any] | None) -> None:
         """Enter cwd with the job's rights (the caller acts as its user): as root we would let
         a user into a directory they cannot search, and our errors would tell them what lies
         there. The child inherits it; a directory entered for one user is entered again for
@@ -207,8 +208,8 @@ class Spawner:
         os.chdir(cwd)
         self.cwd = key
 
-    def popen_as(self, program: str, argv: list[str], env: dict[str, str], cred: list,
-                 out: int, err: int, stdin: int | None) -> object:
+    def popen_as(self, program: str, argv: list[str], env: dict[str, str], cred: list[Any],
+                 out: int, err: int, stdin: int | None) -> Any:
         """Another user's job: posix_spawn cannot change uid, so fork: gid, groups, then uid."""
         import subprocess
         return subprocess.Popen(argv, executable=program, env=env, stdout=out, stderr=err,
@@ -216,7 +217,7 @@ class Spawner:
                                 start_new_session=True, user=cred[0], group=cred[1],
                                 extra_groups=cred[2])
 
-    def read(self, job: Job, fd: int) -> None:
+    def read(self, job: JobProcess, fd: int) -> None:
         try:
             data = os.read(fd, READ)
         except BlockingIOError:
@@ -228,16 +229,15 @@ class Spawner:
             return
         self.forget(job, fd)
 
-    def reap(self, job: Job) -> None:
-        _, status, ru = os.wait4(job.pid, 0)
+    def reap(self, job: JobProcess) -> None:
+        status, ru = reap(job.pid)
         if job.popen is not None:
             job.popen.returncode = status   # reaped here: subprocess must not wait for it
-        _killpg(job.pid, signal.SIGKILL)    # what it left behind in its session goes with it
         job.reply = ENDED.pack(job.id, status, ru.ru_utime, ru.ru_stime, ru.ru_maxrss,
                                time.monotonic() - job.started)
         self.forget(job, job.pidfd)
 
-    def forget(self, job: Job, fd: int) -> None:
+    def forget(self, job: JobProcess, fd: int) -> None:
         """fd is done with; once the pidfd and both pipes are, the job's end goes out."""
         self.epoll.unregister(fd)
         os.close(fd)
@@ -247,27 +247,37 @@ class Spawner:
             self.record(b"E", job.reply)
             del self.by_id[job.id]
 
-    def record(self, kind: bytes, payload: bytes) -> None:
-        self.out.append(RECORD.pack(kind, len(payload)) + payload)
+    def record(self, kind: bytes, payload: bytes, pidfd: int | None = None) -> None:
+        self.out.append((RECORD.pack(kind, len(payload)) + payload, pidfd))
 
     def flush(self) -> None:
         """What is waiting goes out in order, in as few packets as it fits in; the daemon
         always reads, so a full socket only makes us wait."""
         packet: list[bytes] = []
+        fds: list[int] = []
         size = 0
-        for item in self.out:
-            if packet and size + len(item) > PACKET:
-                self.sock.sendall(b"".join(packet))
-                packet, size = [], 0
+        for item, pidfd in self.out:
+            if packet and (size + len(item) > PACKET or len(fds) == PACKET_FDS):
+                self._send(packet, fds)
+                packet, fds, size = [], [], 0
             packet.append(item)
             size += len(item)
+            if pidfd is not None:
+                fds.append(pidfd)
         if packet:
-            self.sock.sendall(b"".join(packet))
+            self._send(packet, fds)
         self.out.clear()
+
+    def _send(self, packet: list[bytes], fds: list[int]) -> None:
+        if fds:
+            self.sock.sendmsg([b"".join(packet)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                    array.array("i", fds))])
+        else:
+            self.sock.sendall(b"".join(packet))
 
 
 @contextlib.contextmanager
-def _acting_as(cred: list | None) -> Iterator[None]:
+def _acting_as(cred: list[Any] | None) -> Iterator[None]:
     """The user's effective ids and groups (what the kernel checks) for a chdir and a PATH
     lookup, then root's again; we are one thread, so nothing else runs as the user meanwhile."""
     if cred is None:
@@ -285,13 +295,6 @@ def _acting_as(cred: list | None) -> Iterator[None]:
         os.setgroups(groups)
 
 
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _read_memfd(fd: int) -> bytes:
     try:
         return os.pread(fd, os.fstat(fd).st_size, 0)
@@ -302,12 +305,8 @@ def _read_memfd(fd: int) -> bytes:
 def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: None)   # the daemon decides when we stop: at its EOF
-    fd = int(sys.argv[1])
+    fd = int(sys.argv[-1])
     os.closerange(3, fd)                # what the daemon's parent left open is not for jobs
     os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
     os.set_inheritable(fd, False)       # inherited by us, never by a job
-    Spawner(socket.socket(fileno=fd)).run()
-
-
-if __name__ == "__main__":
-    main()
+    SpawnerLoop(socket.socket(fileno=fd)).run()

@@ -12,7 +12,7 @@ import asyncio
 import os
 from typing import Any
 
-from router.exec.measure import Usage
+from router.exec.usage import Usage
 from router import atomic, backends
 from router.backends import JobSpec
 from router.errors import BackendError
