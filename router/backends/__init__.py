@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from router.exec.feed import StdinFeed
 from router.exec.usage import Usage
 
 OnOutput = Callable[[int, bytes], None]
@@ -31,6 +32,7 @@ class JobSpec:
     gid: int
     groups: list[int] = field(default_factory=list)
     user: str = ""
+    stdin: StdinFeed | None = None       # what the submitter sends it; None reads /dev/null
 
 
 class Running(Protocol):

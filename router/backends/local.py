@@ -98,8 +98,11 @@ class LocalBackend:
         self.cgroup = cpu_cgroup(f"router-{machine.name}", float(quota)) if quota else None
 
     async def start(self, spec: JobSpec, on_output: OnOutput) -> LocalRun:
-        child = start(spec.argv, spec, cwd=spec.cwd,
+        child = start(spec.argv, spec, cwd=spec.cwd, stdin_pipe=spec.stdin is not None,
                       cgroup=str(self.cgroup) if self.cgroup else None)
+        if spec.stdin is not None and child.stdin is not None:
+            spec.stdin.attach(child.stdin)   # the feed owns the pipe from now on
+            child.stdin = None
         return LocalRun(child, on_output)
 
     async def close(self) -> None:

@@ -125,6 +125,8 @@ class SlurmBackend:
         return Path(private_dir(f"/tmp/router-slurm-{spec.uid}", spec.uid, spec.gid))
 
     async def start(self, spec: JobSpec, on_output: OnOutput) -> SlurmRun:
+        if spec.stdin is not None:
+            spec.stdin.close()                # batch jobs read /dev/null
         spool = self._spool(spec)
         files = {1: spool / f"router-{spec.id}.out", 2: spool / f"router-{spec.id}.err"}
         argv = ["sbatch", "--parsable", f"--partition={self.partition}",

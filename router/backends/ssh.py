@@ -235,6 +235,8 @@ class SshBackend:
             return agent
 
     async def start(self, spec: JobSpec, on_output: OnOutput) -> AgentRun:
+        if spec.stdin is not None:
+            spec.stdin.close()                # remote jobs read /dev/null
         agent = await self.agent(spec)
         return agent.run(spec, on_output)
 

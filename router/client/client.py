@@ -13,6 +13,7 @@ import os
 import sys
 from _socket import AF_UNIX, SO_PEERCRED, SOCK_CLOEXEC, SOCK_STREAM, SOL_SOCKET
 from _socket import socket as unix_socket
+from stat import S_ISCHR
 TYPE_CHECKING = False   # typing itself costs ~13 ms at start-up; these are annotations only
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -115,12 +116,16 @@ class WholeLines:
 
 
 def submit_request(argv: list[str], tag: int = 0, *, detach: bool = False,
-                   dry_run: bool = False, env: bool = True, quiet: bool = False) -> dict[str, Any]:
+                   dry_run: bool = False, env: bool = True, quiet: bool = False,
+                   stdin: bool = False) -> dict[str, Any]:
     """A job runs in our cwd with our environment; env=False reuses the one sent before on
     this connection (--each sends it once). quiet: no "queued" event, for a caller that
-    would drop it (one message and one wake-up less per job at a thousand jobs a second)."""
+    would drop it (one message and one wake-up less per job at a thousand jobs a second).
+    stdin: ours follows in `stdin` requests."""
     req = {"op": "submit", "tag": tag, "argv": argv, "cwd": os.getcwd(), "detach": detach,
            "dry_run": dry_run, "quiet": quiet}
+    if stdin:
+        req["stdin"] = True
     if env:
         req["env"] = dict(os.environ)
     return req
@@ -131,12 +136,48 @@ def _decision_line(ev: dict[str, Any]) -> str:
     return f"{ev['machine']}\t{p}\t{ev['reason']}"
 
 
+def _stdin_to_forward() -> bool:
+    """Whether our stdin holds data for the job, as srun forwards it: a pipe or a file, not
+    /dev/null or a terminal (whose keystrokes a job behind a daemon could not be sent
+    faithfully). Without it the job reads /dev/null and the submit costs nothing more."""
+    try:
+        st = os.fstat(0)
+    except OSError:
+        return False
+    if S_ISCHR(st.st_mode):
+        return False
+    return True
+
+
+def _forward_stdin(conn: Connection, credit: Any) -> None:
+    """Our stdin to the daemon, chunk by chunk, never more than the credit ahead."""
+    try:
+        while True:
+            credit.acquire()
+            try:
+                data = os.read(0, protocol.STDIN_CHUNK)
+            except OSError:
+                data = b""
+            conn.send(protocol.stdin_request(0, data))
+            if not data:
+                return
+    except OSError:          # the job ended and the connection closed under us
+        return
+
+
 def submit(sock_path: str, argv: list[str], *, detach: bool = False, dry_run: bool = False,
            as_json: bool = False, parsable: bool = False) -> int:
-    """One job: stream its output (or print its id / decision); return its exit code."""
+    """One job: stream its output (or print its id / decision); return its exit code.
+    An attached job reads our stdin when it is a pipe or a file."""
     conn = Connection(sock_path)
+    forward = not detach and not dry_run and _stdin_to_forward()
     try:
-        conn.send(submit_request(argv, detach=detach, dry_run=dry_run, quiet=not parsable))
+        conn.send(submit_request(argv, detach=detach, dry_run=dry_run, quiet=not parsable,
+                                 stdin=forward))
+        if forward:
+            import threading
+            credit = threading.Semaphore(protocol.STDIN_CREDIT)
+            threading.Thread(target=_forward_stdin, args=(conn, credit), daemon=True).start()
         for ev in conn.events():
             if ev.get("ok") is False:
                 raise ProtocolError(ev["error"])
@@ -154,6 +195,8 @@ def submit(sock_path: str, argv: list[str], *, detach: bool = False, dry_run: bo
                     return 0
             elif kind == "out":
                 _write(ev["fd"], protocol.out_data(ev))
+            elif kind == "stdin":
+                credit.release()
             elif kind == "exit":
                 if as_json:
                     print(protocol.dumps(ev), file=sys.stderr)

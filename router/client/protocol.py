@@ -3,19 +3,26 @@
 Requests (client -> daemon), each an object with "op":
 
   ping                                      -> {"ok": true, "version", "pid"}
-  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool, tag int
-          (env may be left out: the connection's last env is used, or none before one)
+  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool, tag int,
+          stdin bool
+          (env may be left out: the connection's last env is used, or none before one;
+          stdin: the job's stdin comes in `stdin` requests with this tag, else /dev/null.
+          Attached jobs only, and only local machines forward it: others read /dev/null)
           -> events, each with the request's "tag":
              {"event": "queued", "id", "machine", "reason", "p_over", "sd"}
                                                   (not for quiet, unless detach)
              {"event": "out", "id", "fd": 1|2, "data": base64}      (not for detach)
              {"event": "exit", "id", "state", "exit", "cost"}        (not for detach)
+             {"event": "stdin"}      one `stdin` chunk of this job is written (or dropped)
           or, with dry_run, one {"event": "decision", ...} and nothing runs
   jobs    all bool                          -> {"ok": true, "jobs": [...]}
   status  id int                            -> {"ok": true, "job": {...}}
   status  (no id)                           -> {"ok": true, "daemon": {model, queues, accuracy}}
   cancel  id int                            -> {"ok": true}
   follow  id int                            -> "out" events, then "exit"
+  stdin   tag int, data base64, eof bool    -> nothing but the "stdin" event above
+          (a chunk, at most STDIN_CHUNK bytes, for the job submitted with this tag and
+          stdin; at most STDIN_CREDIT unacknowledged; eof: the last one)
 
 Any failure is {"ok": false, "error": "one line"}, with the request's "tag" when it had one.
 A connection that closes cancels the attached (not detached) jobs it submitted: that is how
@@ -34,7 +41,9 @@ from router.errors import ProtocolError
 
 MAX_LINE = 1 << 20          # a request larger than this is refused
 MAX_ARGV = 4096
-OPS = ("ping", "submit", "jobs", "status", "cancel", "follow")
+OPS = ("ping", "submit", "jobs", "status", "cancel", "follow", "stdin")
+STDIN_CHUNK = 1 << 16
+STDIN_CREDIT = 4
 
 
 def _not_json(obj: Any) -> Any:
@@ -125,7 +134,10 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
         detach = bool(msg.get("detach"))
         # quiet or not, a detached job's caller gets its id from "queued"
         out.update(argv=argv, cwd=cwd, env=env, detach=detach, dry_run=bool(msg.get("dry_run")),
-                   quiet=bool(msg.get("quiet")) and not detach)
+                   quiet=bool(msg.get("quiet")) and not detach,
+                   stdin=msg.get("stdin") is True and not detach)
+    elif op == "stdin":
+        out.update(data=_stdin_data(msg.get("data")), eof=msg.get("eof") is True)
     elif op == "status" and msg.get("id") is None:
         out["id"] = None                     # the daemon's own status
     elif op in ("status", "cancel", "follow"):
@@ -133,6 +145,24 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
     elif op == "jobs":
         out["all"] = bool(msg.get("all"))
     return out
+
+
+def _stdin_data(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise ProtocolError("data must be base64 text")
+    try:
+        data = binascii.a2b_base64(value, strict_mode=True)
+    except binascii.Error:
+        raise ProtocolError("data must be base64 text") from None
+    if len(data) > STDIN_CHUNK:
+        raise ProtocolError(f"stdin: a chunk is at most {STDIN_CHUNK} bytes")
+    return data
+
+
+def stdin_request(tag: int, data: bytes) -> dict[str, Any]:
+    """A chunk of a job's stdin; an empty one is its end."""
+    return {"op": "stdin", "tag": tag, "data": binascii.b2a_base64(data, newline=False).decode(),
+            "eof": not data}
 
 
 def out_event(tag: int, job_id: int, fd: int, data: bytes) -> dict[str, Any]:

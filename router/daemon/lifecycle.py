@@ -32,6 +32,7 @@ from router import paths
 from router.client import protocol
 from router.backends import JobSpec
 from router.exec import spawn
+from router.exec.feed import StdinFeed
 from router.learn.drift import Drift
 from router.errors import ProtocolError, RouterError
 from router.features import shape
@@ -58,6 +59,7 @@ class Peer:
         self.env: dict[str, str] = {}         # a submit without env gets the last one sent
         self.closed = False
         self.pending: list[bytes] = []
+        self.feeds: dict[int, StdinFeed] = {}  # by submit tag: stdin may come before its job
         self._account: tuple[str, int, list[int]] | None = None
 
     def account(self) -> tuple[str, int, list[int]]:
@@ -69,6 +71,11 @@ class Peer:
             except KeyError:
                 self._account = (str(self.uid), self.gid, [self.gid])
         return self._account
+
+    def feed(self, tag: int) -> StdinFeed:
+        if tag not in self.feeds:
+            self.feeds[tag] = StdinFeed(lambda: self.send({"event": "stdin", "tag": tag}))
+        return self.feeds[tag]
 
     def send(self, msg: dict[str, Any]) -> None:
         """Queue a message; everything queued in one loop turn leaves in one write."""
@@ -326,9 +333,12 @@ class Daemon:
                   "model_version": self.model.version if self.model else None,
                   "decision_us": decision_us, "uid": peer.uid}
         job_id = await self.writer.submit(lambda s, db: s.start_job(db, record))
-        spec = JobSpec(job_id, argv, cwd, env, peer.uid, gid, groups, user)
+        feed = peer.feed(req["tag"]) if req["stdin"] else None
+        spec = JobSpec(job_id, argv, cwd, env, peer.uid, gid, groups, user, stdin=feed)
         job = Job(job_id, spec, d.machine, d.reason, req["detach"], peer, template=sh.template,
                   p_over=d.p_over, threshold=d.threshold)
+        if feed is not None:
+            job.listeners.append(lambda ev: ev["event"] == "exit" and _end_feed(peer, req["tag"]))
         self.counters["jobs"] += 1
         if not req["detach"]:
             peer.jobs.add(job)
@@ -338,6 +348,9 @@ class Daemon:
         self.dispatcher.enqueue(job)
         if self.draining or (peer.closed and not req["detach"]):
             self.dispatcher.cancel(job)      # its submitter left while it was being recorded
+
+    async def op_stdin(self, peer: Peer, req: dict[str, Any]) -> None:
+        peer.feed(req["tag"]).put(req["data"], req["eof"])
 
     async def op_jobs(self, peer: Peer, req: dict[str, Any]) -> None:
         rows = await self.writer.read(lambda s: s.active() if not req["all"] else s.recent_jobs())
@@ -426,6 +439,12 @@ class Daemon:
 PUBLIC = ("id", "time", "user", "argv", "template", "machine", "state", "p_over", "sd", "reason",
           "exit", "cost", "cpu_user_s", "cpu_sys_s", "wall_s", "max_rss_kb", "ended",
           "model_version", "remote_id")
+
+
+def _end_feed(peer: Peer, tag: int) -> None:
+    feed = peer.feeds.pop(tag, None)
+    if feed is not None:
+        feed.close()
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
