@@ -1,10 +1,11 @@
 """The local backend: jobs run on this host as the submitting user, measured exactly.
 
 Each job is the leader of a new session, started, read and reaped by the spawner process
-(`spawn.py`), whose `wait4` gives its rusage with every descendant it waited for, so no
-wrapper process is needed. A machine may cap its CPU with a cgroup CPU quota
-(`options.cpu_quota`, in CPUs) where the kernel and our privileges allow it, so one host can
-offer a real "cheap" machine.
+(`exec/spawn.py`), and, where the host allows it, in a cgroup of its own (`exec/cgroup.py`)
+that counts the CPU of everything it started and is killed with it; elsewhere `wait4` gives
+its rusage with every descendant it waited for. No wrapper process is needed. A machine may
+cap its CPU with a cgroup CPU quota (`options.cpu_quota`, in CPUs) where the kernel and our
+privileges allow it, so one host can offer a real "cheap" machine.
 """
 
 from __future__ import annotations
@@ -13,40 +14,15 @@ import asyncio
 import logging
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 from router.backends import JobSpec, OnOutput
+from router.exec import cgroup
 from router.exec.process import KILL_GRACE_S
 from router.exec.spawn import Child, start
 from router.exec.usage import Usage
 
 log = logging.getLogger(__name__)
-
-CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
-CGROUP_V2 = Path("/sys/fs/cgroup")
-PERIOD_US = 100_000
-
-
-def cpu_cgroup(name: str, cpus: float) -> Path | None:
-    """A cgroup that caps its members at `cpus` CPUs, or None where that is not allowed."""
-    quota = max(1000, int(cpus * PERIOD_US))
-    try:
-        if (CGROUP_V1 / "cpu.cfs_quota_us").exists():
-            path = CGROUP_V1 / name
-            path.mkdir(exist_ok=True)
-            (path / "cpu.cfs_period_us").write_text(str(PERIOD_US))
-            (path / "cpu.cfs_quota_us").write_text(str(quota))
-            return path
-        if (CGROUP_V2 / "cgroup.controllers").exists():
-            path = CGROUP_V2 / name
-            path.mkdir(exist_ok=True)
-            (path / "cpu.max").write_text(f"{quota} {PERIOD_US}")
-            return path
-    except OSError as exc:
-        log.warning("machine %s: no CPU cap (%s); running uncapped", name, exc)
-    return None
-
 
 class LocalRun:
     """A job running here; the spawner streams its output and says when it has ended."""
@@ -90,24 +66,45 @@ async def command(argv: list[str], spec: JobSpec) -> tuple[int, bytes, bytes]:
 
 
 class LocalBackend:
-    """Runs jobs on this host; drops to the submitting user when the daemon is root."""
+    """Runs jobs on this host; drops to the submitting user when the daemon is root. Each
+    job in a cgroup of its own where the host allows it (see exec/cgroup.py)."""
 
     def __init__(self, machine: Any):
         self.machine = machine
         quota = (machine.options or {}).get("cpu_quota")
-        self.cgroup = cpu_cgroup(f"router-{machine.name}", float(quota)) if quota else None
+        self.cgroups = _machine_groups(machine.name, float(quota) if quota else None)
 
     async def start(self, spec: JobSpec, on_output: OnOutput) -> LocalRun:
         child = start(spec.argv, spec, cwd=spec.cwd, stdin_pipe=spec.stdin is not None,
-                      cgroup=str(self.cgroup) if self.cgroup else None)
+                      cgroups=self.cgroups)
         if spec.stdin is not None and child.stdin is not None:
             spec.stdin.attach(child.stdin)   # the feed owns the pipe from now on
             child.stdin = None
         return LocalRun(child, on_output)
 
     async def close(self) -> None:
-        if self.cgroup is not None:
+        for group, _ in self.cgroups or []:
             try:
-                self.cgroup.rmdir()
-            except OSError:
-                pass
+                os.rmdir(group)
+            except OSError as exc:
+                log.warning("machine %s: cgroup %s not removed: %s", self.machine.name, group,
+                            exc.strerror)
+
+
+def _machine_groups(name: str, cpus: float | None) -> list[tuple[str, str]] | None:
+    """This machine's cgroups, capped where asked; None, said once, where the host does not
+    allow them: jobs then run in their session only (CPU from wait4, the session killed)."""
+    try:
+        groups = cgroup.machine_groups(name, cpus)
+    except OSError as exc:
+        if cpus is None:
+            log.warning("machine %s: jobs not in cgroups (%s): CPU is wait4's of each session, "
+                        "and only the session is killed", name, cgroup.describe(exc))
+            return None
+        log.warning("machine %s: no CPU cap (%s); running uncapped", name, cgroup.describe(exc))
+        return _machine_groups(name, None)
+    try:
+        cgroup.remove_stale(groups)
+    except OSError as exc:
+        log.warning("machine %s: stale cgroups not removed: %s", name, cgroup.describe(exc))
+    return groups

@@ -8,8 +8,8 @@ that wait4 gave. Nothing here blocks or takes a thread, and the daemon never hol
 while a process starts. Only a stdin pipe (the ssh agent's) is made here and handed over.
 
 If the spawner dies, the jobs it ran have no parent left to see their end: each is killed
-(through its pidfd, never a pid that may have been reused) and ends with JobLost, and the
-next job starts a new spawner.
+(its session through its pidfd, never a pid that may have been reused; with cgroups, every
+process in its cgroup) and ends with JobLost, and the next job starts a new spawner.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from typing import Any
 from router.backends import JobSpec, OnOutput
 from router.client import protocol
 from router.errors import BackendError, JobLost
+from router.exec.cgroup import JobGroup
 from router.exec.process import holds_pid, kill_group
-from router.exec.spawner import BOOT, ENDED, FAILED, OUTPUT, PACKET_FDS, RECORD, STARTED
+from router.exec.spawner import (BOOT, ENDED, FAILED, OUTPUT, PACKET_FDS, RECORD, STARTED,
+                                 WARNING)
 from router.exec.usage import Usage, from_wait
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Child:
     cwd: str | None
     stdin: int | None
     spawner: SpawnerLink
+    cgroups: list[tuple[str, str]] | None     # its machine's groups: it is born in job-KEY
     pid: int = 0                   # known once the spawner says it started
     pidfd: int | None = None       # from then until it ended
     ended: asyncio.Future[Usage] = field(init=False)
@@ -115,14 +118,14 @@ class SpawnerLink:
         loop.add_reader(self.sock.fileno(), self._read)
 
     def spawn(self, argv: list[str], spec: JobSpec, cwd: str | None, stdin_pipe: bool,
-              cgroup: str | None) -> Child:
+              cgroups: list[tuple[str, str]] | None) -> Child:
         in_r, in_w = os.pipe() if stdin_pipe else (None, None)
-        child = Child(next(self.keys), argv[0], cwd, in_w, self)
+        child = Child(next(self.keys), argv[0], cwd, in_w, self, cgroups)
         self.children[child.key] = child
         cred = ([spec.uid, spec.gid, list(spec.groups)]
                 if os.geteuid() == 0 and spec.uid != 0 else None)
         self.send({"op": "spawn", "id": child.key, "argv": argv, "cwd": cwd, "cred": cred,
-                   "cgroup": cgroup, "stdin": stdin_pipe, "env": self.env_ref(spec.env)},
+                   "cgroups": cgroups, "stdin": stdin_pipe, "env": self.env_ref(spec.env)},
                   [in_r] if in_r is not None else [])
         return child
 
@@ -248,6 +251,11 @@ class SpawnerLink:
             if child is not None:
                 child.close_pidfd()
                 child.ended.set_result(from_wait(status, utime, stime, maxrss, wall))
+        elif kind == b"W":
+            (key,) = WARNING.unpack_from(payload)
+            child = self.children.get(key)
+            log.warning("%s: %s", child.program if child else f"job {key}",
+                        payload[WARNING.size:].decode(errors="replace"))
         elif kind == b"X":
             key, errno = FAILED.unpack_from(payload)
             child = self.children.pop(key, None)
@@ -269,6 +277,9 @@ class SpawnerLink:
                 continue
             if child.pidfd is not None and holds_pid(child.pidfd):
                 kill_group(child.pid)
+            if child.cgroups:
+                for error in JobGroup(child.cgroups, child.key).remove():
+                    log.warning("job cgroup: %s", error)
             child.close_pidfd()
             child.ended.set_exception(JobLost(f"{why}; the job was killed, its end unseen"))
         self.children.clear()
@@ -308,11 +319,11 @@ def spawner() -> SpawnerLink:
 
 
 def start(argv: list[str], spec: JobSpec, *, cwd: str | None = None,
-          stdin_pipe: bool = False, cgroup: str | None = None) -> Child:
+          stdin_pipe: bool = False, cgroups: list[tuple[str, str]] | None = None) -> Child:
     """Ask for argv to start as spec's user, from inside the event loop. Nothing waits for
     the spawner's answer: a job that could not start ends with a BackendError that says why
     in one line."""
-    return spawner().spawn(argv, spec, cwd, stdin_pipe, cgroup)
+    return spawner().spawn(argv, spec, cwd, stdin_pipe, cgroups)
 
 
 def close() -> None:

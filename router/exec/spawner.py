@@ -16,13 +16,16 @@ last descriptor, the packet saying "@"):
   {"op": "env", "id", "env"}   an environment, named for the spawns that use it
   {"op": "forget", "id"}       the daemon will not name it again
   {"op": "spawn", "id", "argv", "cwd", "env": ID, "cred": [uid, gid, groups] | null,
-   "cgroup": DIR | null, "stdin": bool}   alone in its packet with the stdin pipe's read
-                                          end when "stdin"
+   "cgroups": [[MACHINE_GROUP, OWN_GROUP], ...] | null, "stdin": bool}
+      alone in its packet with the stdin pipe's read end when "stdin"; with cgroups, the
+      job is born in job-ID under each machine group (see cgroup.py), its members are
+      signalled with it, counted and killed when it ends
   {"op": "kill", "id", "sig"}
 Replies are binary records (see the structs below), several a packet: S once a job started
 (its pidfd goes with the packet, one per S record in order, so the daemon can still kill
 its jobs if we die, without ever naming a reused pid), X when it could not start, O for
-what it wrote, E once it was reaped and all its output sent.
+what it wrote, E once it was reaped and all its output sent (its CPU the cgroup's when it
+had one), W for what went wrong that the daemon should log.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from router.exec.cgroup import JobGroup, describe
 from router.exec.process import kill_group, reap, resolve, spawn_session
 
 MAX_FDS = 4                                # descriptors a request may carry
@@ -49,6 +53,7 @@ PACKET = 1 << 16
 RECORD = struct.Struct("<cI")              # kind, payload length
 STARTED = struct.Struct("<Ii")             # b"S": id, pid (its pidfd rides with the packet)
 FAILED = struct.Struct("<Ii")              # b"X": id, errno; then the message
+WARNING = struct.Struct("<I")              # b"W": id; then what went wrong (for the log)
 ENDED = struct.Struct("<Iiddqd")           # b"E": id, status, utime, stime, maxrss, wall
 OUTPUT = struct.Struct("<IB")              # b"O": id, fd; then the bytes
 READ = PACKET - RECORD.size - OUTPUT.size
@@ -59,10 +64,12 @@ BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
 class JobProcess:
     """One job as the spawner sees it: its session leader, pidfd and output pipes."""
 
-    __slots__ = ("id", "pid", "pidfd", "pipes", "popen", "reply", "started")
+    __slots__ = ("id", "pid", "pidfd", "pipes", "popen", "reply", "started", "group")
 
-    def __init__(self, job_id: int, pid: int, pipes: dict[int, int], popen: object = None):
+    def __init__(self, job_id: int, pid: int, pipes: dict[int, int], popen: object = None,
+                 group: JobGroup | None = None):
         self.id = job_id
+        self.group = group
         self.pid = pid
         self.pidfd = os.pidfd_open(pid)
         self.pipes = pipes                  # read end -> 1 or 2
@@ -147,6 +154,8 @@ class SpawnerLoop:
             job = self.by_id.get(req["id"])
             if job is not None and job.reply is None:
                 kill_group(job.pid, req["sig"])
+                if job.group is not None:
+                    job.group.signal(req["sig"])
             return
         try:
             job = self.spawn(req, fds[0] if req["stdin"] else None)
@@ -154,12 +163,6 @@ class SpawnerLoop:
             why = (getattr(exc, "strerror", None) or str(exc)).encode()
             self.record(b"X", FAILED.pack(req["id"], getattr(exc, "errno", None) or 0) + why)
             return
-        if req["cgroup"]:
-            try:
-                with open(os.path.join(req["cgroup"], "cgroup.procs"), "w") as f:
-                    f.write(str(job.pid))
-            except OSError:
-                pass
         self.by_id[job.id] = job
         for fd in (job.pidfd, *job.pipes):
             self.by_fd[fd] = job
@@ -167,6 +170,47 @@ class SpawnerLoop:
         self.record(b"S", STARTED.pack(job.id, job.pid), job.pidfd)
 
     def spawn(self, req: dict[str, Any], stdin: int | None) -> JobProcess:
+        """The job's process, born in its cgroups when it has them."""
+        group = self.job_group(req)
+        try:
+            pid, pipes, popen = self.spawn_process(req, stdin)
+        except BaseException:
+            if group is not None and self.leave(req["id"], group):
+                self.warn(req["id"], group.remove())
+            raise
+        if group is not None:
+            self.leave(req["id"], group)
+        return JobProcess(req["id"], pid, pipes, popen, group)
+
+    def job_group(self, req: dict[str, Any]) -> JobGroup | None:
+        """The job's cgroups made, and entered by us (so the job is born there), or None."""
+        if not req.get("cgroups"):
+            return None
+        group = JobGroup(req["cgroups"], req["id"])
+        try:
+            group.make()
+            group.enter()
+        except OSError as exc:
+            self.warn(req["id"], [f"no cgroup for this job: {describe(exc)}"])
+            if self.leave(req["id"], group):
+                self.warn(req["id"], group.remove())
+            return None
+        return group
+
+    def leave(self, job_id: int, group: JobGroup) -> bool:
+        try:
+            group.leave()
+        except OSError as exc:
+            self.warn(job_id, [f"cannot leave the job's cgroup: {describe(exc)}"])
+            return False
+        return True
+
+    def warn(self, job_id: int, errors: list[str]) -> None:
+        for error in errors:
+            self.record(b"W", WARNING.pack(job_id) + error.encode())
+
+    def spawn_process(self, req: dict[str, Any],
+                      stdin: int | None) -> tuple[int, dict[int, int], Any]:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -192,7 +236,7 @@ class SpawnerLoop:
             os.close(err_w)
         os.set_blocking(out_r, False)
         os.set_blocking(err_r, False)
-        return JobProcess(req["id"], pid, {out_r: 1, err_r: 2}, popen)
+        return pid, {out_r: 1, err_r: 2}, popen
 
     def chdir(self, cwd: str, cred: list[Any] | None) -> None:
         """Enter cwd with the job's rights (the caller acts as its user): as root we would let
@@ -233,8 +277,12 @@ class SpawnerLoop:
         status, ru = reap(job.pid)
         if job.popen is not None:
             job.popen.returncode = status   # reaped here: subprocess must not wait for it
-        job.reply = ENDED.pack(job.id, status, ru.ru_utime, ru.ru_stime, ru.ru_maxrss,
-                               time.monotonic() - job.started)
+        cpu = (ru.ru_utime, ru.ru_stime)
+        if job.group is not None:           # what left the session goes too, and counts
+            job.group.kill()
+            cpu = job.group.cpu() or cpu
+            self.warn(job.id, job.group.remove())
+        job.reply = ENDED.pack(job.id, status, *cpu, ru.ru_maxrss, time.monotonic() - job.started)
         self.forget(job, job.pidfd)
 
     def forget(self, job: JobProcess, fd: int) -> None:

@@ -28,11 +28,16 @@ def test_process_imports_only_the_standard_library():
     assert _imports(process.__file__) <= {"__future__", "os", "signal", "typing"}
 
 
-def test_the_spawner_and_agent_import_nothing_of_router_but_process():
+def test_the_spawner_and_agent_import_nothing_of_router_but_stdlib_only_modules():
     here = os.path.dirname(process.__file__)
-    for name in ("spawner.py", "agent.py"):
+    allowed = {"spawner.py": {"router.exec.process", "router.exec.cgroup"},
+               "agent.py": {"router.exec", "router.exec.process"},
+               "cgroup.py": set()}
+    for name, modules in allowed.items():
         ours = {m for m in _imports(os.path.join(here, name)) if m.startswith("router")}
-        assert ours <= {"router.exec", "router.exec.process"}, (name, ours)
+        assert ours <= modules, (name, ours)
+    assert _imports(os.path.join(here, "cgroup.py")) <= {"__future__", "os", "signal", "time",
+                                                         "typing"}
 
 
 def test_a_session_leader_is_reaped_with_its_group_and_its_status():
