@@ -11,7 +11,6 @@ sends the job to the machine's fallback.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shlex
 import time

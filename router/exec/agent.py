@@ -32,7 +32,8 @@ import time
 from typing import Any
 
 from router.exec import process
-from router.exec.process import KILL_GRACE_S, kill_group, reap_if_ended, resolve, spawn_session
+from router.exec.process import (KILL_GRACE_S, kill_group, reap_if_ended, resolve,
+                                 spawn_session)
 
 NOT_STARTED = 127 << 8      # the wait status of a shell's "command not found"
 READ = 65536

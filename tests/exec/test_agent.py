@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import signal
 import subprocess
+import time
 
 from router.exec.agent import program
 from router.exec.usage import exit_value
@@ -19,7 +21,8 @@ def _agent(tmp_path) -> subprocess.Popen[bytes]:
                             env={"PATH": "/usr/bin:/bin"})
 
 
-def _events(proc: subprocess.Popen[bytes], requests: list[dict], close: bool) -> list[dict]:
+def _events(proc: subprocess.Popen[bytes], requests: list[dict], close: bool,
+            runs: int | None = None) -> list[dict]:
     """Every event until each job has ended; stdin is closed after the requests when `close`
     (the agent then stops what still runs), else once all have ended."""
     assert proc.stdin is not None and proc.stdout is not None
@@ -27,7 +30,7 @@ def _events(proc: subprocess.Popen[bytes], requests: list[dict], close: bool) ->
     proc.stdin.flush()
     if close:
         proc.stdin.close()
-    runs = sum(r["op"] == "run" for r in requests)
+    runs = runs or sum(r["op"] == "run" for r in requests)
     events: list[dict] = []
     while sum(e["ev"] == "exit" for e in events) < runs:
         line = proc.stdout.readline()
@@ -58,12 +61,22 @@ def test_jobs_stream_their_output_and_end_with_their_status(tmp_path):
 
 
 def test_kill_and_a_closed_stdin_end_the_jobs_whole_group(tmp_path):
-    marker = tmp_path / "grandchild-ran"
-    events = _events(_agent(tmp_path), [
-        {"op": "run", "key": 1, "cwd": "/", "argv": ["sh", "-c", f"(sleep 3; touch {marker}) &"
-                                                     " sleep 60"]},
-        {"op": "run", "key": 2, "cwd": "/", "argv": ["sleep", "60"]},
-        {"op": "kill", "key": 1}], close=True)
+    pid_file = tmp_path / "grandchild.pid"
+    proc = _agent(tmp_path)
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps({"op": "run", "key": 1, "cwd": "/", "argv": [
+        "sh", "-c", f"sleep 300 & echo $! > {pid_file}; sleep 300"]}).encode() + b"\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 20
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the job never wrote its child's pid"
+        select.select([], [], [], 0.01)
+    watch = os.pidfd_open(int(pid_file.read_text()))    # before anything could reap it
+    try:
+        events = _events(proc, [{"op": "run", "key": 2, "cwd": "/", "argv": ["sleep", "60"]},
+                                {"op": "kill", "key": 1}], close=True, runs=2)
+        assert select.select([watch], [], [], 10)[0] == [watch]   # killed with its group
+    finally:
+        os.close(watch)
     ends = {e["key"]: exit_value(e["usage"]["status"]) for e in events if e["ev"] == "exit"}
     assert ends == {1: -signal.SIGTERM, 2: -signal.SIGTERM}
-    assert not marker.exists()

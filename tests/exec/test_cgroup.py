@@ -8,6 +8,7 @@ import os
 import select
 import signal
 import subprocess
+import time
 import sys
 from types import SimpleNamespace
 
@@ -32,7 +33,9 @@ def spec(argv: list[str]) -> JobSpec:
 
 
 def _pid_of(path) -> int:
+    deadline = time.monotonic() + 20
     while not (path.exists() and path.read_text().strip()):
+        assert time.monotonic() < deadline, f"nothing wrote {path}"
         select.select([], [], [], 0.02)
     return int(path.read_text())
 

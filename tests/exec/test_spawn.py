@@ -6,6 +6,7 @@ import asyncio
 import os
 import select
 import signal
+import time
 
 import pytest
 
@@ -63,18 +64,22 @@ def test_what_cannot_start_says_why_in_one_line(argv, cwd, says):
 
 
 def test_cancel_kills_the_whole_group_and_reports_the_signal(tmp_path):
-    marker = tmp_path / "grandchild-ran"
+    pid_file = tmp_path / "grandchild.pid"
 
     async def main():
-        child = spawn.start(["sh", "-c", f"(sleep 2; touch {marker}) & sleep 30"], spec())
+        child = spawn.start(["sh", "-c", f"sleep 300 & echo $! > {pid_file}; sleep 300"], spec())
         job = LocalRun(child, lambda fd, data: None)
-        await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert time.monotonic() < deadline, "the job never wrote its child's pid"
+            await asyncio.sleep(0.01)
+        watch = os.pidfd_open(int(pid_file.read_text()))
         job.cancel()
-        return await asyncio.wait_for(job.wait(), 10)
-    assert run(main()).exit == -signal.SIGTERM
-    import time
-    time.sleep(2.5)
-    assert not marker.exists()
+        usage = await asyncio.wait_for(job.wait(), 10)
+        ended, _, _ = select.select([watch], [], [], 10)
+        os.close(watch)
+        return usage.exit, bool(ended)
+    assert run(main()) == (-signal.SIGTERM, True)
 
 
 def test_a_dead_spawner_kills_its_jobs_which_are_lost_and_the_next_start_gets_a_new_one():
