@@ -1,23 +1,35 @@
 """Every message on the daemon's socket: JSON lines, one object per line. Stdlib only.
 
-Requests (client -> daemon), each an object with "op":
+Requests (client -> daemon), each an object with "op" and an optional integer "tag" that
+every reply and event answering it carries. Booleans must be JSON booleans.
 
-  ping                                      -> {"ok": true, "version", "pid"}
-  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool, tag int
+  ping                          -> {"ok": true, "pid", "model"}         (model: its version)
+  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool
           (env may be left out: the connection's last env is used, or none before one)
-          -> events, each with the request's "tag":
-             {"event": "queued", "id", "machine", "reason", "p_over", "sd"}
-                                                  (not for quiet, unless detach)
+          -> events:
+             {"event": "queued", "id", "machine", "reason", "p_over", "sd", "template",
+              "decision_us"}                      (not for quiet, unless detach)
+             {"event": "rerouted", "id", "machine", "reason"}
+                                                  (its machine could not take it: fallback)
              {"event": "out", "id", "fd": 1|2, "data": base64}      (not for detach)
-             {"event": "exit", "id", "state", "exit", "cost"}        (not for detach)
-          or, with dry_run, one {"event": "decision", ...} and nothing runs
-  jobs    all bool                          -> {"ok": true, "jobs": [...]}
-  status  id int                            -> {"ok": true, "job": {...}}
-  status  (no id)                           -> {"ok": true, "daemon": {model, queues, accuracy}}
-  cancel  id int                            -> {"ok": true}
-  follow  id int                            -> "out" events, then "exit"
+             {"event": "exit", "id", "state", "exit", "cost", "machine"}    (not for detach)
+          or, with dry_run, one {"event": "decision", "machine", "reason", "p_over", "sd",
+             "template", "decision_us"} and nothing runs
+  jobs    all bool                      -> {"ok": true, "jobs": [JOB, ...]}
+                                           (queued and running; all: the recent ones too)
+  status  id int                        -> {"ok": true, "job": JOB}
+  status  (no id)                       -> {"ok": true, "daemon": {"pid", "model", "queued",
+                                           "busy", "counters", "recent_accuracy",
+                                           "drifting"}}
+  cancel  id int                        -> {"ok": true, "id"}
+  follow  id int                        -> "out" events so far and then live, then "exit"
 
-Any failure is {"ok": false, "error": "one line"}, with the request's "tag" when it had one.
+JOB is {"id", "time", "user", "argv", "template", "machine", "state", "p_over", "sd",
+"reason", "exit", "cost", "cpu_user_s", "cpu_sys_s", "wall_s", "max_rss_kb", "ended",
+"model_version", "remote_id"}. tests/client/test_protocol_doc.py fails when an op, an event
+or a field the daemon sends is missing here.
+
+Any failure is {"ok": false, "error": "one line", "tag"}, "tag" 0 when the request had none.
 A connection that closes cancels the attached (not detached) jobs it submitted: that is how
 Ctrl-C on `router submit` reaches the job.
 """
