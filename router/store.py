@@ -184,6 +184,17 @@ class Store:
             self.db.execute("ROLLBACK")
             raise StoreError(f"history store {self.path}: {exc}") from None
 
+    def check(self) -> None:
+        """PRAGMA quick_check: a file with corrupt pages is refused in one line when a daemon
+        starts, rather than failing the first request that reads them."""
+        try:
+            problems = [r[0] for r in self.db.execute("PRAGMA quick_check")]
+        except sqlite3.Error as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise StoreError(f"history store {self.path} is corrupt ({problems[0]}); restore "
+                             f"a backup, or try `sqlite3 {self.path} .recover`")
+
     def schema_version(self) -> int:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 

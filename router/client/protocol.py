@@ -46,6 +46,7 @@ from router.errors import ProtocolError
 
 MAX_LINE = 1 << 20          # a request larger than this is refused
 MAX_ARGV = 4096
+MAX_ID = (1 << 63) - 1      # SQLite's largest integer
 OPS = ("ping", "submit", "jobs", "status", "cancel", "follow")
 
 
@@ -107,8 +108,16 @@ def _strings(value: Any, what: str, limit: int = MAX_ARGV) -> list[str]:
 
 def _job_id(msg: dict[str, Any]) -> int:
     value = msg.get("id")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ProtocolError("id must be a positive integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
+        raise ProtocolError("id must be a positive integer (a job's id)")
+    return value
+
+
+def _flag(msg: dict[str, Any], key: str) -> bool:
+    """A boolean field: true, false or left out; "no" or 0 is refused, not taken as true."""
+    value = msg.get(key, False)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{key} must be true or false")
     return value
 
 
@@ -134,16 +143,16 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
                 isinstance(k, str) and isinstance(v, str) and "\0" not in k + v and "=" not in k
                 for k, v in env.items())):
             raise ProtocolError("env must map strings to strings")
-        detach = bool(msg.get("detach"))
+        detach = _flag(msg, "detach")
         # quiet or not, a detached job's caller gets its id from "queued"
-        out.update(argv=argv, cwd=cwd, env=env, detach=detach, dry_run=bool(msg.get("dry_run")),
-                   quiet=bool(msg.get("quiet")) and not detach)
+        out.update(argv=argv, cwd=cwd, env=env, detach=detach, dry_run=_flag(msg, "dry_run"),
+                   quiet=_flag(msg, "quiet") and not detach)
     elif op == "status" and msg.get("id") is None:
         out["id"] = None                     # the daemon's own status
     elif op in ("status", "cancel", "follow"):
         out["id"] = _job_id(msg)
     elif op == "jobs":
-        out["all"] = bool(msg.get("all"))
+        out["all"] = _flag(msg, "all")
     return out
 
 

@@ -118,22 +118,37 @@ class Daemon:
         asyncio.get_running_loop().create_task(self.reload())
 
     async def reload(self) -> None:
-        """Policy and model, each replaced only by a good new version."""
+        """Policy and model, each replaced only by a good new version; systemd hears READY
+        again whatever happened."""
         st = self.st
         notify.reloading()
         try:
-            policy = await asyncio.to_thread(load_policy, st.policy.path)
-            if set(policy.machines) != set(st.policy.machines):
-                raise RouterError("machines changed: restart the daemon to apply that")
-            st.policy = policy
-            st.dispatcher.machines = policy.machines
-            log.warning("policy %s reloaded", policy.path)
-        except RouterError as exc:
-            log.error("policy reload refused, keeping the old one: %s", exc)
-        st.models.forget()
-        await st.load_model()
-        notify.ready()
+            try:
+                policy = await asyncio.to_thread(load_policy, st.policy.path)
+                _applicable(st.policy, policy)
+                st.policy = policy
+                st.dispatcher.machines = policy.machines
+                log.warning("policy %s reloaded", policy.path)
+            except RouterError as exc:
+                log.error("policy reload refused, keeping the old one: %s", exc)
+            st.models.forget()
+            await st.load_model()
+        finally:
+            notify.ready()
 
+
+RESTART_KEYS = ("backend", "slots", "options")   # fixed when the dispatcher starts
+
+
+def _applicable(old: Policy, new: Policy) -> None:
+    """Raise when the new policy changes what only a restart applies."""
+    if set(new.machines) != set(old.machines):
+        raise RouterError("machines changed: restart the daemon to apply that")
+    for name, machine in new.machines.items():
+        for key in RESTART_KEYS:
+            if getattr(machine, key) != getattr(old.machines[name], key):
+                raise RouterError(f"machines.{name}.{key} changed: restart the daemon to "
+                                  f"apply that")
 
 def main(policy_path: str | Path, *, store: str | None = None, model: str | None = None,
          sock: str | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import grp
+import logging
 import os
 import socket
 from typing import Any
@@ -18,6 +19,8 @@ from router.daemon.handlers import HANDLERS
 from router.daemon.peer import Peer
 from router.daemon.state import State
 from router.errors import RouterError
+
+log = logging.getLogger(__name__)
 
 WRITE_BUFFER_MAX = 1 << 20     # a reader this far behind is waited for before we read on
 
@@ -89,6 +92,10 @@ async def handle(st: State, peer: Peer, req: dict[str, Any]) -> None:
         await HANDLERS[req["op"]](st, peer, req)
     except RouterError as exc:
         refuse(st, peer, exc, req["tag"])
+    except Exception as exc:  # noqa: BLE001 - one bad request never drops the connection
+        log.exception("%s request failed", req["op"])
+        refuse(st, peer, RouterError(f"internal error: {type(exc).__name__}: {exc}"),
+               req["tag"])
 
 
 def refuse(st: State, peer: Peer, exc: RouterError, tag: int) -> None:

@@ -134,7 +134,7 @@ def test_a_job_row_shows_the_documented_fields():
 
 def test_every_request_field_is_documented():
     tree = ast.parse((ROOT / "router" / "client" / "protocol.py").read_text())
-    read = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
-            and isinstance(n.func, ast.Attribute) and n.func.attr == "get" and n.args
-            and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str)}
+    read = {a.value for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and getattr(n.func, "attr", getattr(n.func, "id", "")) in ("get", "_flag")
+            for a in n.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
     assert read and all(re.search(rf"\b{f}\b", DOC) for f in read), read
