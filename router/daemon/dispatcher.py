@@ -18,6 +18,7 @@ from router.exec.measure import Usage
 from router import backends
 from router.errors import BackendError
 from router.policy import Machine
+from router.daemon import process
 from router.daemon.job import Job
 from router.daemon.spool import Spool
 
@@ -92,9 +93,12 @@ class Dispatcher:
         """A job that ended before this was called has its end recorded instead: at a
         thousand short jobs a second, one history write in three saved."""
         if job.state == "running":
-            self.writer.submit(lambda s, db: s.update_job(db, job.id, {
-                "state": "running", "machine": job.machine,
-                "remote_id": job.running.remote_id if job.running else None}))
+            fields = {"state": "running", "machine": job.machine,
+                      "remote_id": job.running.remote_id if job.running else None}
+            pid = getattr(job.running, "pid", 0)
+            if pid:                 # a restarted daemon kills what it can no longer watch
+                fields.update(pid=pid, pid_start=process.start_time(pid))
+            self.writer.submit(lambda s, db: s.update_job(db, job.id, fields))
 
     def _fall_back(self, job: Job, machine: Machine, why: str) -> None:
         log.warning("job %d: %s down (%s): falling back to %s", job.id, machine.name, why,
@@ -111,6 +115,8 @@ class Dispatcher:
         """The job's slot is free now; its exit event goes out once the history has it."""
         machine = self.machines[job.machine]
         fields: dict[str, Any] = {"state": state, "ended": time.time(), "machine": job.machine}
+        if job.detach:
+            fields["env"] = None            # kept only while a restart might need it
         if usage is not None:
             fields.update(usage.to_dict())
             fields["cost"] = round(usage.cpu_s * machine.speed, 6)

@@ -89,7 +89,8 @@ async def _record(st: State, peer: Peer, sub: Submission) -> Job:
               "template": sub.shape.template, "features": list(sub.shape.features),
               "machine": d.machine, "p_over": d.p_over, "sd": d.sd, "reason": d.reason,
               "threshold": d.threshold, "cwd": req["cwd"], "model_version": st.model_version(),
-              "decision_us": sub.decision_us, "uid": peer.uid}
+              "decision_us": sub.decision_us, "uid": peer.uid, "detach": req["detach"],
+              "env": sub.env if req["detach"] else None}   # a restart runs it again
     job_id = await st.writer.submit(lambda s, db: s.start_job(db, record))
     spec = JobSpec(job_id, req["argv"], req["cwd"], sub.env, peer.uid, gid, groups, user)
     return Job(job_id, spec, d.machine, d.reason, req["detach"], peer,

@@ -17,7 +17,7 @@ import os
 import signal
 from pathlib import Path
 
-from router.daemon import background, notify, server
+from router.daemon import background, notify, recovery, server
 from router.daemon.dispatcher import Dispatcher
 from router.daemon.outcomes import Outcomes
 from router.daemon.spool import Spool
@@ -52,13 +52,13 @@ class Daemon:
     async def _start(self) -> asyncio.AbstractServer:
         st, loop = self.st, asyncio.get_running_loop()
         st.writer = StoreWriter(st.store_path, loop)
-        lost = await st.writer.submit(lambda s, db: s.mark_lost_in(db))
-        if lost:
-            log.warning("%d jobs of a previous daemon were lost; marked so in the history", lost)
+        requeue = await recovery.recover(st)
         await st.load_model()
         st.spool = Spool(Path(st.store_path).parent / "spool")
         st.dispatcher = Dispatcher(st.policy.machines, st.writer, st.spool,
                                    self.outcomes.finished)
+        for job in requeue:
+            st.dispatcher.enqueue(job)
         srv = await server.listen(st)
         for sig, handler in ((signal.SIGTERM, self._term), (signal.SIGINT, self._term),
                              (signal.SIGHUP, self._hup)):
