@@ -125,14 +125,16 @@ class _Checker:
 
     def at(self, path: str) -> yaml.Node:
         """The node of `path`, or of its nearest parent in the file (a key left out)."""
-        while path:
-            if path in self.nodes:
-                return self.nodes[path]
-            path = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path)
-        return self.root
+        while path not in self.nodes:
+            parent = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path)
+            if parent == path:          # a top-level key: its parent is the file
+                return self.root
+            path = parent
+        return self.nodes[path]
 
     def error(self, node: yaml.Node, key: str, message: str) -> None:
-        self.errors.append(f"{self.path}:{node.start_mark.line + 1}: {key}: {message}")
+        line = node.start_mark.line + 1 if node.start_mark else 1   # None: an empty file
+        self.errors.append(f"{self.path}:{line}: {key}: {message}")
 
     def scalar(self, node: yaml.Node, kind: Any, key: str, default: Any) -> Any:
         if kind is dict:
@@ -268,9 +270,12 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
 
 def load_policy(path: str | Path) -> Policy:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode()
     except OSError as exc:
         raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise PolicyError(f"{path}:{line}: not UTF-8 text (byte {exc.start})") from None
     return parse_policy(text, str(path))
 
 

@@ -30,9 +30,9 @@ RUN_FIELDS = (
     "time", "user", "argv", "template", "features", "machine", "source", "cpu_user_s",
     "cpu_sys_s", "wall_s", "max_rss_kb", "exit", "timed_out", "cost", "stderr_tail",
     "state", "ended", "p_over", "sd", "reason", "model_version", "threshold", "decision_us",
-    "cwd", "uid", "remote_id", "done_seq",
+    "cwd", "uid", "remote_id", "done_seq", "env", "detach", "pid", "pid_start",
 )
-_JSON_FIELDS = ("argv", "features")
+_JSON_FIELDS = ("argv", "features", "env")
 
 _V1 = """
 CREATE TABLE runs (
@@ -78,6 +78,16 @@ CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE reservoir (slot INTEGER PRIMARY KEY, run_id INTEGER NOT NULL);
 """
 
+# What a restarted daemon needs of the jobs a dead one left: a detached queued job's
+# environment (kept only until it ends) to run it, a running one's pid and start time
+# (clock ticks after boot) to kill it, never a process that reused its pid.
+_V4 = """
+ALTER TABLE runs ADD COLUMN env TEXT;
+ALTER TABLE runs ADD COLUMN detach INTEGER;
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN pid_start INTEGER;
+"""
+
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Statement by statement: executescript() would commit the migration's transaction."""
@@ -101,6 +111,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     lambda db: _script(db, _V1),
     lambda db: _script(db, _V2),
     _migrate_v3,
+    lambda db: _script(db, _V4),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -184,6 +195,17 @@ class Store:
             self.db.execute("ROLLBACK")
             raise StoreError(f"history store {self.path}: {exc}") from None
 
+    def check(self) -> None:
+        """PRAGMA quick_check: a file with corrupt pages is refused in one line when a daemon
+        starts, rather than failing the first request that reads them."""
+        try:
+            problems = [r[0] for r in self.db.execute("PRAGMA quick_check")]
+        except sqlite3.Error as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise StoreError(f"history store {self.path} is corrupt ({problems[0]}); restore "
+                             f"a backup, or try `sqlite3 {self.path} .recover`")
+
     def schema_version(self) -> int:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 
@@ -248,6 +270,11 @@ class Store:
         db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*row.values(), run_id))
         if done:
             _reservoir_step(db, [run_id], self._rng, self.reservoir_size)
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Jobs still queued or running in the history, oldest first: at a daemon's start,
+        those a dead one left."""
+        return [r for r in self.active() if r["source"] == "job"]
 
     def mark_lost(self) -> int:
         with self.transaction() as db:

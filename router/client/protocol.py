@@ -1,30 +1,42 @@
 """Every message on the daemon's socket: JSON lines, one object per line. Stdlib only.
 
-Requests (client -> daemon), each an object with "op":
+Requests (client -> daemon), each an object with "op" and an optional integer "tag" that
+every reply and event answering it carries. Booleans must be JSON booleans.
 
-  ping                                      -> {"ok": true, "version", "pid"}
-  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool, tag int,
+  ping                          -> {"ok": true, "pid", "model"}         (model: its version)
+  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool,
           stdin bool
           (env may be left out: the connection's last env is used, or none before one;
           stdin: the job's stdin comes in `stdin` requests with this tag, else /dev/null.
           Attached jobs only, and only local machines forward it: others read /dev/null)
-          -> events, each with the request's "tag":
-             {"event": "queued", "id", "machine", "reason", "p_over", "sd"}
-                                                  (not for quiet, unless detach)
+          -> events:
+             {"event": "queued", "id", "machine", "reason", "p_over", "sd", "template",
+              "decision_us"}                      (not for quiet, unless detach)
+             {"event": "rerouted", "id", "machine", "reason"}
+                                                  (its machine could not take it: fallback)
              {"event": "out", "id", "fd": 1|2, "data": base64}      (not for detach)
-             {"event": "exit", "id", "state", "exit", "cost"}        (not for detach)
+             {"event": "exit", "id", "state", "exit", "cost", "machine"}    (not for detach)
              {"event": "stdin"}      one `stdin` chunk of this job is written (or dropped)
-          or, with dry_run, one {"event": "decision", ...} and nothing runs
-  jobs    all bool                          -> {"ok": true, "jobs": [...]}
-  status  id int                            -> {"ok": true, "job": {...}}
-  status  (no id)                           -> {"ok": true, "daemon": {model, queues, accuracy}}
-  cancel  id int                            -> {"ok": true}
-  follow  id int                            -> "out" events, then "exit"
-  stdin   tag int, data base64, eof bool    -> nothing but the "stdin" event above
+          or, with dry_run, one {"event": "decision", "machine", "reason", "p_over", "sd",
+             "template", "decision_us"} and nothing runs
+  jobs    all bool                      -> {"ok": true, "jobs": [JOB, ...]}
+                                           (queued and running; all: the recent ones too)
+  status  id int                        -> {"ok": true, "job": JOB}
+  status  (no id)                       -> {"ok": true, "daemon": {"pid", "model", "queued",
+                                           "busy", "counters", "recent_accuracy",
+                                           "drifting"}}
+  cancel  id int                        -> {"ok": true, "id"}
+  follow  id int                        -> "out" events so far and then live, then "exit"
+  stdin   data base64, eof bool         -> nothing but the "stdin" event above
           (a chunk, at most STDIN_CHUNK bytes, for the job submitted with this tag and
           stdin; at most STDIN_CREDIT unacknowledged; eof: the last one)
 
-Any failure is {"ok": false, "error": "one line"}, with the request's "tag" when it had one.
+JOB is {"id", "time", "user", "argv", "template", "machine", "state", "p_over", "sd",
+"reason", "exit", "cost", "cpu_user_s", "cpu_sys_s", "wall_s", "max_rss_kb", "ended",
+"model_version", "remote_id"}. tests/client/test_protocol_doc.py fails when an op, an event
+or a field the daemon sends is missing here.
+
+Any failure is {"ok": false, "error": "one line", "tag"}, "tag" 0 when the request had none.
 A connection that closes cancels the attached (not detached) jobs it submitted: that is how
 Ctrl-C on `router submit` reaches the job.
 """
@@ -41,6 +53,7 @@ from router.errors import ProtocolError
 
 MAX_LINE = 1 << 20          # a request larger than this is refused
 MAX_ARGV = 4096
+MAX_ID = (1 << 63) - 1      # SQLite's largest integer
 OPS = ("ping", "submit", "jobs", "status", "cancel", "follow", "stdin")
 STDIN_CHUNK = 1 << 16
 STDIN_CREDIT = 4
@@ -104,8 +117,16 @@ def _strings(value: Any, what: str, limit: int = MAX_ARGV) -> list[str]:
 
 def _job_id(msg: dict[str, Any]) -> int:
     value = msg.get("id")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ProtocolError("id must be a positive integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
+        raise ProtocolError("id must be a positive integer (a job's id)")
+    return value
+
+
+def _flag(msg: dict[str, Any], key: str) -> bool:
+    """A boolean field: true, false or left out; "no" or 0 is refused, not taken as true."""
+    value = msg.get(key, False)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{key} must be true or false")
     return value
 
 
@@ -131,19 +152,19 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
                 isinstance(k, str) and isinstance(v, str) and "\0" not in k + v and "=" not in k
                 for k, v in env.items())):
             raise ProtocolError("env must map strings to strings")
-        detach = bool(msg.get("detach"))
+        detach = _flag(msg, "detach")
         # quiet or not, a detached job's caller gets its id from "queued"
-        out.update(argv=argv, cwd=cwd, env=env, detach=detach, dry_run=bool(msg.get("dry_run")),
-                   quiet=bool(msg.get("quiet")) and not detach,
-                   stdin=msg.get("stdin") is True and not detach)
+        out.update(argv=argv, cwd=cwd, env=env, detach=detach, dry_run=_flag(msg, "dry_run"),
+                   quiet=_flag(msg, "quiet") and not detach,
+                   stdin=_flag(msg, "stdin") and not detach)
     elif op == "stdin":
-        out.update(data=_stdin_data(msg.get("data")), eof=msg.get("eof") is True)
+        out.update(data=_stdin_data(msg.get("data")), eof=_flag(msg, "eof"))
     elif op == "status" and msg.get("id") is None:
         out["id"] = None                     # the daemon's own status
     elif op in ("status", "cancel", "follow"):
         out["id"] = _job_id(msg)
     elif op == "jobs":
-        out["all"] = bool(msg.get("all"))
+        out["all"] = _flag(msg, "all")
     return out
 
 

@@ -12,91 +12,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from router.exec.usage import Usage
 from router import backends
 from router.errors import BackendError, JobLost
 from router.policy import Machine
+from router.daemon import process
+from router.daemon.job import Job
+from router.daemon.spool import Spool
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[dict[str, Any]], None]
 RUNNING_RECORD_S = 0.05     # a local job is recorded running once it has run this long
-
-
-@dataclass(eq=False)
-class Job:
-    id: int
-    spec: backends.JobSpec
-    machine: str
-    reason: str
-    detach: bool
-    owner_conn: Any = None
-    template: str = ""
-    p_over: float | None = None
-    threshold: float | None = None
-    listeners: list[Listener] = field(default_factory=list)
-    state: str = "queued"
-    running: backends.Running | None = None
-    cancelled: bool = False
-    result: dict[str, Any] | None = None
-    written: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0})
-    files: dict[int, IO[bytes]] = field(default_factory=dict)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def emit(self, event: dict[str, Any]) -> None:
-        for listener in list(self.listeners):
-            listener(event)
-
-
-class Spool:
-    """Each job's stdout and stderr on disk, opened only when the job writes something."""
-
-    def __init__(self, directory: Path):
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def path(self, job_id: int, fd: int) -> Path:
-        return self.dir / f"{job_id}.{'out' if fd == 1 else 'err'}"
-
-    def write(self, job: Job, fd: int, data: bytes) -> None:
-        f = job.files.get(fd)
-        if f is None:
-            f = job.files[fd] = open(self.path(job.id, fd), "ab")
-        f.write(data)
-        f.flush()
-        job.written[fd] += len(data)
-
-    def close(self, job: Job) -> None:
-        for f in job.files.values():
-            f.close()
-        job.files.clear()
-
-    def prune(self, max_age_s: float, keep: set[int]) -> int:
-        """Delete the output of jobs that ended more than max_age_s ago (not those in keep);
-        `router follow` of such a job then gives its exit status and no output."""
-        cutoff = time.time() - max_age_s
-        removed = 0
-        for path in self.dir.iterdir():
-            if path.suffix not in (".out", ".err"):
-                continue
-            try:
-                if int(path.stem) not in keep and path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-            except (ValueError, OSError):
-                continue
-        return removed
-
-    def read(self, job_id: int, fd: int, limit: int | None) -> bytes:
-        try:
-            with open(self.path(job_id, fd), "rb") as f:
-                return f.read() if limit is None else f.read(limit)
-        except FileNotFoundError:
-            return b""
 
 
 class Dispatcher:
@@ -111,12 +39,12 @@ class Dispatcher:
         self.writer = writer
         self.spool = spool
         self.on_finished = on_finished
-        self.running: dict[int, Job] = {}
+        self.active: dict[int, Job] = {}     # queued or running, until the end is recorded
         self.workers = [asyncio.create_task(self._worker(name))
                         for name, m in machines.items() for _ in range(m.slots)]
 
     def enqueue(self, job: Job) -> None:
-        self.running[job.id] = job
+        self.active[job.id] = job
         self.queues[job.machine].put_nowait(job)
 
     async def _worker(self, name: str) -> None:
@@ -168,9 +96,12 @@ class Dispatcher:
         """A job that ended before this was called has its end recorded instead: at a
         thousand short jobs a second, one history write in three saved."""
         if job.state == "running":
-            self.writer.submit(lambda s, db: s.update_job(db, job.id, {
-                "state": "running", "machine": job.machine,
-                "remote_id": job.running.remote_id if job.running else None}))
+            fields = {"state": "running", "machine": job.machine,
+                      "remote_id": job.running.remote_id if job.running else None}
+            pid = getattr(job.running, "pid", 0)
+            if pid:                 # a restarted daemon kills what it can no longer watch
+                fields.update(pid=pid, pid_start=process.start_time(pid))
+            self.writer.submit(lambda s, db: s.update_job(db, job.id, fields))
 
     def _fall_back(self, job: Job, machine: Machine, why: str) -> None:
         log.warning("job %d: %s down (%s): falling back to %s", job.id, machine.name, why,
@@ -187,6 +118,8 @@ class Dispatcher:
         """The job's slot is free now; its exit event goes out once the history has it."""
         machine = self.machines[job.machine]
         fields: dict[str, Any] = {"state": state, "ended": time.time(), "machine": job.machine}
+        if job.detach:
+            fields["env"] = None            # kept only while a restart might need it
         if usage is not None:
             fields.update(usage.to_dict())
             fields["cost"] = usage.cost(machine.speed)
@@ -204,7 +137,7 @@ class Dispatcher:
             log.error("job %d: end not recorded: %s", job.id, written.exception())
         job.result = {"event": "exit", "id": job.id, "state": job.state, "exit": fields["exit"],
                       "cost": fields.get("cost"), "machine": job.machine}
-        self.running.pop(job.id, None)
+        self.active.pop(job.id, None)
         self.on_finished(job, fields)
         job.emit(job.result)
         job.done.set()

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from router.errors import StoreError
 from router.store import Store
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ Op = Callable[[Store, sqlite3.Connection], Any]
 class StoreWriter:
     def __init__(self, path: str, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.store = Store(path)           # opened here so a bad path fails at start-up
+        self.store = Store(path)           # opened and checked here: a bad file fails start-up
+        self.store.check()
         self.queue: queue.SimpleQueue[tuple[Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self.thread.start()
@@ -79,6 +81,8 @@ class StoreWriter:
                         return [(fut, op(self.store, db), None)]
                 except Exception as exc:  # noqa: BLE001
                     log.exception("history write failed")
+                    if isinstance(exc, sqlite3.Error):   # a full disk, an I/O error
+                        exc = StoreError(f"history store {self.store.path}: {exc}")
                     return [(fut, None, exc)]
             return [r for item in batch for r in self._execute([item])]
 

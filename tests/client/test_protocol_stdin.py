@@ -27,4 +27,5 @@ def test_only_attached_submits_take_stdin():
     base = {"op": "submit", "argv": ["cat"], "cwd": "/", "stdin": True}
     assert protocol.check_request(base)["stdin"] is True
     assert protocol.check_request({**base, "detach": True})["stdin"] is False
-    assert protocol.check_request({**base, "stdin": "yes"})["stdin"] is False
+    with pytest.raises(ProtocolError, match="stdin must be true or false"):
+        protocol.check_request({**base, "stdin": "yes"})

@@ -197,21 +197,6 @@ def test_drain_timeout_cancels_what_is_left(tmp_path):
         assert s.get(job)["state"] == "cancelled"
 
 
-def test_kill_9_loses_no_job(tmp_path):
-    d = RunningDaemon(tmp_path, POLICY).start()
-    ids = [int(d.router("submit", "--parsable", "--detach", "--", "/bin/sleep", "300").stdout)
-           for _ in range(3)]
-    wait_for(lambda: all(d.status(i)["state"] in ("running", "queued") for i in ids),
-             what="jobs started")
-    d.kill9()
-    d.start()
-    try:
-        assert [d.status(i)["state"] for i in ids] == ["lost"] * 3
-    finally:
-        d.stop()
-        subprocess.run(["pkill", "-f", "/bin/sleep 300"])
-
-
 def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

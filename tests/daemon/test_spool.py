@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from router.daemon.dispatcher import Spool
+from router.daemon.spool import Spool
 
 
 def test_prune_removes_only_old_output_of_finished_jobs(tmp_path):

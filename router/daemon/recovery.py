@@ -1,0 +1,84 @@
+"""What a daemon does at start with the jobs a dead one (kill -9, a crash, a power cut) left
+queued or running in the history.
+
+A detached job still queued runs now, as Slurm keeps its queue across restarts: it keeps
+its id, its decision and its environment. An attached one was cancelled when its submitter's
+connection ended with the daemon. A job that was running has no supervisor any more (its
+output pipes and its measurement died with the spawner): it is killed, process group and
+all, and recorded as killed; one that ended unseen meanwhile is recorded as lost. None is
+ever left both running and marked lost. A job that started in the last instants before the
+death and was not yet recorded running is run again: the one window where a job may run
+twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from router.backends import JobSpec
+from router.daemon import process
+from router.daemon.job import Job
+from router.daemon.peer import account
+from router.daemon.state import State
+
+log = logging.getLogger(__name__)
+
+
+def _ended(row: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The final record of a job left running, after killing what is left of it."""
+    pid, started = row.get("pid"), row.get("pid_start")
+    fields: dict[str, Any] = {"ended": time.time(), "env": None}
+    if pid and started is not None and process.kill_group(pid, started):
+        fields.update(state="killed", exit=-9,
+                      stderr_tail="killed at restart: the daemon that supervised it died")
+        return fields, "killed"
+    fields.update(state="lost", stderr_tail="ended while no daemon watched it: not measured")
+    return fields, "lost"
+
+
+def _requeued(st: State, row: dict[str, Any]) -> Job | None:
+    if not row.get("detach") or row.get("env") is None:
+        return None
+    if row["machine"] not in st.policy.machines:
+        return None
+    uid = row["uid"]
+    user, gid, groups = account(uid, uid)
+    spec = JobSpec(row["id"], row["argv"], row["cwd"] or "/", row["env"], uid, gid, groups, user)
+    return Job(row["id"], spec, row["machine"], row["reason"] or "", True, None,
+               template=row["template"], p_over=row["p_over"], threshold=row["threshold"])
+
+
+def _unrun(row: dict[str, Any]) -> dict[str, Any]:
+    why = ("its submitter's connection ended with the daemon" if not row.get("detach")
+           else f"machine {row['machine']} is no longer in the policy")
+    return {"state": "cancelled", "ended": time.time(), "exit": -15, "env": None,
+            "stderr_tail": f"not run: {why}"}
+
+
+async def recover(st: State) -> list[Job]:
+    """Record the end of every job left behind; the detached queued ones to enqueue again,
+    in their order."""
+    rows = await st.writer.read(lambda s: s.unfinished())
+    updates: list[tuple[int, dict[str, Any]]] = []
+    requeue: list[Job] = []
+    counts = {"killed": 0, "lost": 0, "requeued": 0, "cancelled": 0}
+    for row in rows:
+        if row["state"] == "running":
+            fields, what = _ended(row)
+        else:
+            job = _requeued(st, row)
+            if job is not None:
+                requeue.append(job)
+                counts["requeued"] += 1
+                continue
+            fields, what = _unrun(row), "cancelled"
+        updates.append((row["id"], fields))
+        counts[what] += 1
+    if updates:
+        await st.writer.submit(lambda s, db: [s.update_job(db, i, f) for i, f in updates])
+    if rows:
+        log.warning("jobs a previous daemon left: %s",
+                    ", ".join(f"{n} {what}" for what, n in counts.items() if n))
+    return requeue

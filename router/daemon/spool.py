@@ -1,0 +1,55 @@
+"""Each job's stdout and stderr on disk, for `router follow` after (or while) it runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from router.daemon.job import Job
+
+
+class Spool:
+    """One file per job and stream, opened only when the job writes something."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, job_id: int, fd: int) -> Path:
+        return self.dir / f"{job_id}.{'out' if fd == 1 else 'err'}"
+
+    def write(self, job: Job, fd: int, data: bytes) -> None:
+        f = job.files.get(fd)
+        if f is None:
+            f = job.files[fd] = open(self.path(job.id, fd), "ab")
+        f.write(data)
+        f.flush()
+        job.written[fd] += len(data)
+
+    def close(self, job: Job) -> None:
+        for f in job.files.values():
+            f.close()
+        job.files.clear()
+
+    def prune(self, max_age_s: float, keep: set[int]) -> int:
+        """Delete the output of jobs that ended more than max_age_s ago (not those in keep);
+        `router follow` of such a job then gives its exit status and no output."""
+        cutoff = time.time() - max_age_s
+        removed = 0
+        for path in self.dir.iterdir():
+            if path.suffix not in (".out", ".err"):
+                continue
+            try:
+                if int(path.stem) not in keep and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except (ValueError, OSError):
+                continue
+        return removed
+
+    def read(self, job_id: int, fd: int, limit: int | None) -> bytes:
+        try:
+            with open(self.path(job_id, fd), "rb") as f:
+                return f.read() if limit is None else f.read(limit)
+        except FileNotFoundError:
+            return b""

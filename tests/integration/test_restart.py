@@ -1,0 +1,68 @@
+"""kill -9 of the daemon: the next one runs the detached jobs still queued (same ids, once),
+kills and records as killed the jobs that were running unsupervised, cancels the attached
+ones whose submitters left with it; nothing is left both running and marked lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from daemon_fixture import ROUTER, RunningDaemon, wait_for  # noqa: E402
+
+from router.daemon import process  # noqa: E402
+from router.store import Store  # noqa: E402
+
+POLICY = """
+machines:
+  cheap: {backend: local, price: 1.0, slots: 2}
+threshold: 0.04
+daemon: {drain_timeout: 1, model_poll_s: 0.2}
+"""
+
+
+def alive(pid: int, started: int) -> bool:
+    """Still that process, and not a zombie waiting for init."""
+    if process.start_time(pid) != started:
+        return False
+    return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z"
+
+
+def rows(d: RunningDaemon, ids: list[int]) -> list[dict]:
+    with Store(d.env["ROUTER_STORE"]) as s:
+        return [s.get(i) for i in ids]
+
+
+def test_kill_9_requeues_queued_jobs_and_kills_running_ones(tmp_path):
+    d = RunningDaemon(tmp_path, POLICY).start()
+    submit = [*ROUTER, "submit", "--parsable", "--detach", "--"]
+    blockers = [int(d.router(*submit[3:], "/bin/sleep", "300").stdout) for _ in range(2)]
+    queued = [int(d.router(*submit[3:], "/bin/echo", f"job{n}").stdout) for n in range(5)]
+    attached = subprocess.Popen([*ROUTER, "submit", "--", "/bin/echo", "attached"],
+                                env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: all(r["pid_start"] is not None for r in rows(d, blockers)),
+             what="blockers recorded running with their pids")
+    attached_id = queued[-1] + 1
+    wait_for(lambda: rows(d, [attached_id])[0], what="the attached job recorded")
+    pids = [(r["pid"], r["pid_start"]) for r in rows(d, blockers)]
+    d.kill9()
+    attached.wait(timeout=30)
+    assert all(alive(*p) for p in pids)             # unsupervised until the next daemon
+    d.start()
+    try:
+        wait_for(lambda: all(r["state"] == "done" for r in rows(d, queued)),
+                 what="the queued jobs run by the new daemon")
+        assert [r["state"] for r in rows(d, blockers)] == ["killed", "killed"]
+        wait_for(lambda: not any(alive(*p) for p in pids), what="the blockers' end")
+        assert rows(d, [attached_id])[0]["state"] == "cancelled"
+        for n, job in enumerate(queued):
+            r = d.router("follow", str(job))
+            assert r.stdout == f"job{n}\n" and r.returncode == 0
+        assert all(r["env"] is None for r in rows(d, queued + blockers))
+        r = d.router("submit", "--", "/bin/echo", "next")
+        assert r.returncode == 0 and r.stdout == "next\n"
+    finally:
+        d.stop()
+        for pid, started in pids:
+            process.kill_group(pid, started)
