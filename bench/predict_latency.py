@@ -13,7 +13,8 @@ import numpy as np
 
 from router.learn.dataset import Dataset
 from router.learn.model import Arch, ensemble_logits, from_arrays, graph, init_members
-from router.learn.train import TrainOptions, encode, fit
+from router.learn.encoding import encode
+from router.learn.train import TrainOptions, fit
 
 CALLS = 20000
 

@@ -72,9 +72,10 @@ def peak_dot(size: int = 2048) -> tuple[Any, jax.Array]:
 def router_rate(features: int, batch: int) -> tuple[float, float, float]:
     """Samples/s, the peak FLOP/s timed call by call beside it, and the share of that peak."""
     arch = Arch(1, features, EMBED, HIDDEN, K)
-    _, tx, run, _, init, _ = _compiled(arch, 3e-3, batch, 1)
-    states = init(jax.random.split(jax.random.key(0), K))
-    opt = tx.init(states)
+    c = _compiled(arch, 3e-3, batch, 1)
+    run = c.epochs
+    states = c.init(jax.random.split(jax.random.key(0), K))
+    opt = c.tx.init(states)
     x, t, y, w = (jnp.asarray(a) for a in data(features))
     state = {"s": states, "o": opt}
     shuffles = np.random.default_rng(1)

@@ -28,7 +28,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from router.learn.dataset import Dataset
 from router.errors import DataError
 from router.learn.model import Arch, ensemble_logits, from_arrays, graph, init_members, to_arrays
-from router.learn.modelfile import ModelFile, expected_calibration_error, slog
+from router.learn.encoding import Layout, class_weights, encode, layout, targets
+from router.learn.modelfile import ModelFile, expected_calibration_error
 
 log = logging.getLogger(__name__)
 
@@ -59,63 +60,6 @@ def pick_devices(count: int | None) -> list[Any]:
     if count > len(devices):
         raise DataError(f"asked for {count} devices, JAX sees {len(devices)}")
     return devices[:count]
-
-
-def scaling(data: Dataset, templates: list[str], width: int,
-            base: ModelFile | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-template mean and spread of slog(features); a base model's are kept as they were."""
-    mean = np.zeros((len(templates), width))
-    scale = np.ones((len(templates), width))
-    by_t: dict[str, list[tuple[float, ...]]] = {}
-    for t, f in zip(data.templates, data.features):
-        by_t.setdefault(t, []).append(f)
-    for i, t in enumerate(templates):
-        if base is not None and t in base.index:
-            j, n = base.index[t], base.n_features[base.index[t]]
-            mean[i, :n], scale[i, :n] = base.mean[j, :n], base.scale[j, :n]
-        elif t in by_t:
-            x = slog(np.asarray(by_t[t], dtype=float))
-            n = x.shape[1]
-            mean[i, :n] = x.mean(axis=0)
-            scale[i, :n] = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
-    return mean, scale
-
-
-def encode(data: Dataset, model: ModelFile | Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled, padded features [N, F] and template indices [N]."""
-    index = model.index
-    t_idx = np.array([index[t] for t in data.templates], dtype=np.int32)
-    x = np.zeros((len(data), model.width), dtype=np.float32)
-    for row, (i, f) in enumerate(zip(t_idx, data.features)):
-        n = len(f)
-        if n:
-            x[row, :n] = (slog(np.asarray(f, dtype=float)) - model.mean[i, :n]) / model.scale[i, :n]
-    return x, t_idx
-
-
-def _template_info(data: Dataset, base: ModelFile | None) -> tuple[list[str], list[float], list[int]]:
-    templates = list(base.templates) if base else []
-    thresholds = list(base.thresholds) if base else []
-    n_features = list(base.n_features) if base else []
-    known = set(templates)
-    latest: dict[str, tuple[float, int]] = {}
-    for t, f, th in zip(data.templates, data.features, data.thresholds):
-        if t in latest and latest[t][1] != len(f):
-            raise DataError(f"template {t!r} has runs with {latest[t][1]} and {len(f)} features")
-        latest[t] = (th, len(f))
-    for t, (th, n) in latest.items():
-        if t not in known:
-            templates.append(t)
-            thresholds.append(th)
-            n_features.append(n)
-            known.add(t)
-        else:
-            i = templates.index(t)
-            thresholds[i] = th
-            if n_features[i] != n:
-                raise DataError(f"model for other features: template {t!r} has "
-                                f"{n_features[i]} features in the model, {n} in the data")
-    return templates, thresholds, n_features
 
 
 def _cost_means(data: Dataset, templates: list[str]) -> dict[str, list[float]]:
@@ -162,9 +106,20 @@ def _batch_rows(a: jax.Array, mesh: Mesh | None) -> jax.Array:
         a, NamedSharding(mesh, P(None, "data")))
 
 
+@dataclass(frozen=True)
+class Compiled:
+    """The jitted functions of one architecture, learning rate, batch and chunk."""
+
+    tx: optax.GradientTransformation
+    epochs: Any     # (states, opt_state, perms, x, t, y, w) -> (states, opt_state, last loss)
+    loss: Any       # (states, x, t, y, w) -> mean loss
+    init: Any       # (keys) -> stacked member states
+    probs: Any      # (states, x, t) -> member probabilities [K, N]
+
+
 @functools.lru_cache(maxsize=8)
 def _compiled(arch: Arch, lr: float, batch: int, chunk: int,
-              mesh: Mesh | None = None) -> tuple[Any, ...]:
+              mesh: Mesh | None = None) -> Compiled:
     """The jitted functions for one architecture: built once per process, not per fit."""
     graphdef = graph(arch)
     tx = optax.adam(lr)
@@ -199,8 +154,8 @@ def _compiled(arch: Arch, lr: float, batch: int, chunk: int,
     def probs(states: Any, x: jax.Array, t: jax.Array) -> jax.Array:
         return jax.nn.sigmoid(ensemble_logits(graphdef, states, x, t))
 
-    return (graphdef, tx, jax.jit(epochs), jax.jit(loss_fn),
-            jax.jit(functools.partial(init_members, arch)), jax.jit(probs))
+    return Compiled(tx, jax.jit(epochs), jax.jit(loss_fn),
+                    jax.jit(functools.partial(init_members, arch)), jax.jit(probs))
 
 
 class Trainer:
@@ -215,9 +170,9 @@ class Trainer:
         self.mesh = Mesh(np.array(self.devices), ("data",))
         self.replicated = NamedSharding(self.mesh, P())
         self.rows = NamedSharding(self.mesh, P("data"))
-        _, self.tx, _, _, init, self._probs = _compiled(arch, opts.learning_rate, 1, 1)
+        self.base = _compiled(arch, opts.learning_rate, 1, 1)
         keys = jax.random.split(jax.random.key(opts.seed), arch.members)
-        self.states = init(keys)
+        self.states = self.base.init(keys)
 
     def fit(self, x: np.ndarray, t: np.ndarray, y: np.ndarray, w: np.ndarray,
             val: tuple[np.ndarray, ...] | None) -> dict[str, Any]:
@@ -234,11 +189,11 @@ class Trainer:
         patience = -(-self.opts.patience // steps_per_epoch)
         epochs = self.opts.epochs or (self.opts.max_epochs if val is not None else floor)
         chunk = max(1, min(self.CHUNK, epochs, patience))   # looks at least once per patience
-        _, _, run, loss_fn, _, _ = _compiled(self.arch, self.opts.learning_rate, batch, chunk,
-                                             self.mesh if ndev > 1 else None)
+        run = _compiled(self.arch, self.opts.learning_rate, batch, chunk,
+                        self.mesh if ndev > 1 else None).epochs
         xs, ts, ys, ws = (jax.device_put(a, self.rows) for a in (x, t, y, w))
         states = jax.device_put(self.states, self.replicated)
-        opt_state = self.tx.init(states)
+        opt_state = self.base.tx.init(states)
         shuffles = np.random.default_rng(self.opts.seed + 1)
         best, best_states, since_best, epoch, best_epoch = (math.inf, math.inf), states, 0, 0, 0
         floor_states, floor_epoch = states, 0
@@ -279,65 +234,13 @@ class Trainer:
         if vals is None:
             return (0.0, float(loss))
         x, t, y, w = vals
-        p = self._probs(states, x, t).mean(axis=0)
+        p = self.base.probs(states, x, t).mean(axis=0)
         err = float(jnp.mean((p >= 0.5) != (y == 1)))
-        _, _, _, loss_fn, _, _ = _compiled(self.arch, self.opts.learning_rate, 1, 1)
-        return (round(err, 6), float(loss_fn(states, x, t, y, w)))
+        return (round(err, 6), float(self.base.loss(states, x, t, y, w)))
 
     def probabilities(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
         x, t = (jax.device_put(a, self.replicated) for a in (x, t))
-        return np.asarray(self._probs(self.states, x, t))
-
-
-SOFT_SCALE = 0.1    # log-cost distance from the threshold that makes a label ~73% sure
-
-
-def targets(data: Dataset) -> np.ndarray:
-    """What each run teaches: how far its measured cost was over or under its threshold, as a
-    probability. A run at 0.9x the threshold is a weak "under", a run at 2x a sure "over":
-    near the threshold, where one measurement is a coin toss, runs weigh little. Runs without a
-    cost (`INPUT | LABEL` lines) teach their label."""
-    y = np.asarray(data.labels, dtype=np.float32)
-    cost = np.asarray(data.costs, dtype=np.float64)
-    threshold = np.asarray(data.thresholds, dtype=np.float64)
-    ok = np.isfinite(cost) & np.isfinite(threshold) & (cost > 0) & (threshold > 0)
-    soft = 1.0 / (1.0 + np.exp(-(np.log(np.where(ok, cost, 1.0)) -
-                                 np.log(np.where(ok, threshold, 1.0))) / SOFT_SCALE))
-    return np.where(ok, soft, y).astype(np.float32)
-
-
-def class_weights(y: np.ndarray) -> np.ndarray:
-    pos = y.sum()
-    neg = len(y) - pos
-    if pos == 0 or neg == 0:
-        return np.ones(len(y), dtype=np.float32)
-    return np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg)).astype(np.float32)
-
-
-@dataclass
-class Layout:
-    """Templates, their thresholds and feature counts, and the feature scaling of a model."""
-
-    templates: list[str]
-    thresholds: list[float]
-    n_features: list[int]
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @property
-    def width(self) -> int:
-        return int(self.mean.shape[1])
-
-    @property
-    def index(self) -> dict[str, int]:
-        return {t: i for i, t in enumerate(self.templates)}
-
-
-def layout(data: Dataset, base: ModelFile | None) -> Layout:
-    templates, thresholds, n_features = _template_info(data, base)
-    width = max([*n_features, base.width if base else 0, 1])
-    mean, scale = scaling(data, templates, width, base)
-    return Layout(templates, thresholds, n_features, mean, scale)
+        return np.asarray(self.base.probs(self.states, x, t))
 
 
 def _warm_start(trainer: Trainer, base: ModelFile, shell: Layout) -> None:

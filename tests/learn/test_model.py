@@ -15,7 +15,8 @@ from router.learn import modelfile
 from router.learn.dataset import Dataset, from_lines
 from router.errors import DataError, ModelError
 from router.learn.model import Arch, dense, ensemble_logits, from_arrays, graph, init_members
-from router.learn.train import TrainOptions, Trainer, encode, fit
+from router.learn.encoding import encode
+from router.learn.train import TrainOptions, Trainer, fit
 
 FAST = TrainOptions(epochs=300, members=3)
 
@@ -131,7 +132,8 @@ def test_sharded_over_four_devices_matches_one(tmp_path):
 import sys, numpy as np
 sys.path[:0] = [{os.path.dirname(__file__)!r}, {os.path.dirname(os.path.dirname(__file__))!r}]
 from test_model import toy, FAST
-from router.learn.train import encode, fit
+from router.learn.encoding import encode
+from router.learn.train import fit
 import jax
 assert len(jax.devices()) == 4, jax.devices()
 from router.learn.train import TrainOptions
