@@ -52,8 +52,11 @@ def _train(args: argparse.Namespace) -> int:
     from router.learn import modelfile
     from router.learn.train import TrainOptions, fit
 
+    from router.learn import verdict
+
     data = _training_data(args)
-    opts = TrainOptions(seed=args.seed, devices=args.devices, progress=sys.stderr.isatty())
+    opts = TrainOptions(seed=args.seed, devices=args.devices, progress=sys.stderr.isatty(),
+                        p_cut=verdict.cut(_load_policy(args)))
     if args.epochs:
         opts.epochs, opts.val_fraction = args.epochs, 0.0
     model = fit(data, opts)

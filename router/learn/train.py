@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from router.learn import verdict
 from router.learn.dataset import Dataset
 from router.errors import DataError
 from router.learn.model import Arch, ensemble_logits, from_arrays, graph, init_members, to_arrays
@@ -51,6 +52,7 @@ class TrainOptions:
     progress: bool = False
     min_steps: int = 3000          # small data sets get more epochs, not fewer updates
     epochs: int | None = None      # train exactly this many epochs, no early stopping
+    p_cut: float = verdict.DEFAULT_CUT   # the policy's route.p_over: what counts as a call of over
 
 
 def pick_devices(count: int | None) -> list[Any]:
@@ -235,7 +237,7 @@ class Trainer:
             return (0.0, float(loss))
         x, t, y, w = vals
         p = self.base.probs(states, x, t).mean(axis=0)
-        err = float(jnp.mean((p >= 0.5) != (y == 1)))
+        err = float(jnp.mean(verdict.called_over(p, self.opts.p_cut) != (y == 1)))
         return (round(err, 6), float(self.base.loss(states, x, t, y, w)))
 
     def probabilities(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -297,7 +299,7 @@ def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
     meta = {
         "arch": arch.__dict__, "samples": len(y), "train_samples": int(len(train_idx)),
         "val_samples": int(len(val_idx)),
-        "val_accuracy": float(((p >= 0.5) == (y[check] == 1)).mean()),
+        "val_accuracy": float((verdict.called_over(p, opts.p_cut) == (y[check] == 1)).mean()),
         "calibration_error": expected_calibration_error(p, y[check]),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "jax_version": jax.__version__, "devices": [str(d) for d in trainer.devices],
