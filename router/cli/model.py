@@ -170,8 +170,11 @@ def _retrain(args: argparse.Namespace) -> int:
     from router.learn import retrain
     from router.learn.train import TrainOptions
 
-    outcome = retrain.run(_store_path(args), _load_policy(args), _model_path(args),
-                          full=args.full, opts=TrainOptions(seed=args.seed))
+    from router.learn import verdict
+
+    policy = _load_policy(args)
+    outcome = retrain.run(_store_path(args), policy, _model_path(args), full=args.full,
+                          opts=TrainOptions(seed=args.seed, p_cut=verdict.cut(policy)))
     print(json.dumps(retrain.as_dict(outcome)) if args.json else outcome.line())
     return 0
 

@@ -51,7 +51,8 @@ class Outcome:
         acc = "" if self.candidate_accuracy is None else (
             f" (candidate {self.candidate_accuracy:.3f} vs current "
             f"{'-' if self.current_accuracy is None else f'{self.current_accuracy:.3f}'})")
-        return (f"{'promoted' if self.promoted else 'not promoted'} {self.version or ''}: "
+        head = ('promoted' if self.promoted else 'not promoted') + (f" {self.version}" if self.version else '')
+        return (f"{head}: "
                 f"{self.reason}{acc}; {self.new_runs} new runs, {self.reservoir} from the "
                 f"reservoir, {self.holdout} held out, {self.seconds:.1f}s")
 
@@ -59,7 +60,10 @@ class Outcome:
 @contextmanager
 def exclusive(path: str) -> Iterator[None]:
     """At most one retrain at a time; a second one gives up at once."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise RouterError(f"cannot open the retrain lock {path}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -144,7 +148,11 @@ def retrain(store: Store, policy: Policy, model_path: str, *, full: bool = False
 
 def run(store_path: str, policy: Policy, model_path: str, *, full: bool = False,
         opts: TrainOptions | None = None) -> Outcome:
-    """The command: under the lock, against the store at store_path."""
+    """The command: under the lock, against the store at store_path. A machine with no history
+    yet (the timer's first runs) is told so in the outcome's one line, not by a failure."""
+    if not os.path.exists(store_path):
+        return Outcome(False, f"no history at {store_path} yet: nothing to learn from", None,
+                       None, 0, 0, 0, 0.0, None)
     lock = policy.retrain["lock"] or model_path + ".lock"
     with exclusive(lock), Store(store_path) as store:
         return retrain(store, policy, model_path, full=full, opts=opts)
