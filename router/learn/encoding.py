@@ -99,21 +99,60 @@ def layout(data: Dataset, base: ModelFile | None) -> Layout:
     return Layout(templates, thresholds, n_features, mean, scale)
 
 
-SOFT_SCALE = 0.1    # log-cost distance from the threshold that makes a label ~73% sure
+EXACT, ABOVE, BELOW = 0, 1, 2   # what a sample says of its log cost: it, or a bound
 
 
-def targets(data: Dataset) -> np.ndarray:
-    """What each run teaches: how far its measured cost was over or under its threshold, as a
-    probability. A run at 0.9x the threshold is a weak "under", a run at 2x a sure "over":
-    near the threshold, where one measurement is a coin toss, runs weigh little. Runs without a
-    cost (`INPUT | LABEL` lines) teach their label."""
-    y = np.asarray(data.labels, dtype=np.float32)
+@dataclass
+class Observations:
+    """What each run teaches the distribution head, in the model's normalised log units: a
+    measured cost (its density), or a censored one (a Tobit-style bound): a run killed at its
+    time limit cost more than it had used; an `INPUT | LABEL` line says over or under its
+    threshold, nothing more."""
+
+    z: np.ndarray              # [N] the log cost, or the bound
+    kind: np.ndarray           # [N] EXACT, ABOVE or BELOW
+    log_threshold: np.ndarray  # [N] each run's threshold, normalised the same way
+
+
+def log_cost_scale(data: Dataset, base: ModelFile | None) -> tuple[float, float]:
+    """Centre and spread of log cost, so the network's outputs start near 0 and 1; a base
+    model's are kept, so its weights mean what they meant."""
+    if base is not None:
+        c, s = base.meta["log_cost"]
+        return float(c), float(s)
+    cost = np.asarray(data.costs, dtype=np.float64)
+    cost = cost[np.isfinite(cost) & (cost > 0)]
+    if not len(cost):
+        cost = np.asarray(data.thresholds, dtype=np.float64)
+        cost = cost[np.isfinite(cost) & (cost > 0)]
+    if not len(cost):
+        return 0.0, 1.0
+    z = np.log(cost)
+    return float(z.mean()), float(max(z.std(), 0.1))
+
+
+def observations(data: Dataset, center: float, spread: float) -> Observations:
     cost = np.asarray(data.costs, dtype=np.float64)
     threshold = np.asarray(data.thresholds, dtype=np.float64)
-    ok = np.isfinite(cost) & np.isfinite(threshold) & (cost > 0) & (threshold > 0)
-    soft = 1.0 / (1.0 + np.exp(-(np.log(np.where(ok, cost, 1.0)) -
-                                 np.log(np.where(ok, threshold, 1.0))) / SOFT_SCALE))
-    return np.where(ok, soft, y).astype(np.float32)
+    measured = np.isfinite(cost) & (cost > 0)
+    ok_t = np.isfinite(threshold) & (threshold > 0)
+    if not (measured | ok_t).all():
+        raise DataError("a run has neither a measured cost nor a threshold to bound it")
+    labels = np.asarray(data.labels)
+    kind = np.where(measured, np.where(np.asarray(data.timed_out, bool), ABOVE, EXACT),
+                    np.where(labels == 1, ABOVE, BELOW))
+    log_t = np.log(np.where(ok_t, threshold, 1.0))
+    z = np.where(measured, np.log(np.where(measured, cost, 1.0)), log_t)
+    return Observations(((z - center) / spread).astype(np.float32), kind.astype(np.int32),
+                        ((log_t - center) / spread).astype(np.float32))
+
+
+def groups(data: Dataset) -> np.ndarray:
+    """One id per distinct input (template and features): repeats of one input are one group,
+    so a split never puts the same input on both sides."""
+    ids: dict[tuple[str, tuple[float, ...]], int] = {}
+    return np.array([ids.setdefault((t, tuple(f)), len(ids))
+                     for t, f in zip(data.templates, data.features)], dtype=np.int64)
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:

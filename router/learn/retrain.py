@@ -79,9 +79,9 @@ def accuracy(model: ModelFile | None, data: Dataset, p_cut: float = verdict.DEFA
     if model is None or not len(data):
         return 0.0
     right = 0
-    for t, f, y in zip(data.templates, data.features, data.labels):
+    for t, f, y, th in zip(data.templates, data.features, data.labels, data.thresholds):
         if t in model.index and len(f) == model.n_features[model.index[t]]:
-            right += int(verdict.called_over(model.predict(t, f).p_over, p_cut) == bool(y))
+            right += int(verdict.called_over(model.predict(t, f, th).p_over, p_cut) == bool(y))
     return right / len(data)
 
 

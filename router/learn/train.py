@@ -3,9 +3,11 @@
 An epoch is `lax.scan` over batches inside one `jax.jit`, so Python dispatch does not bound the
 speed; every ensemble member is trained at once on stacked parameters; the batch axis is
 sharded over a `Mesh` of the devices used (on a GPU or TPU, all of them; on the CPU one by
-default, since sharding over forced host devices only made the CPU slower here). Classes are
+default, since sharding over forced host devices only made the CPU slower here). The loss is
+the negative log-likelihood of each run's log cost under each member's logistic, censored for
+runs that only bound it (see `encoding.Observations`); runs over and under their threshold are
 weighted so that a rare "expensive" class still counts; training stops early on a validation
-split; a seed makes it deterministic.
+split of distinct inputs; a seed makes it deterministic.
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from router.learn import verdict
 from router.learn.dataset import Dataset
 from router.errors import DataError
-from router.learn.model import Arch, ensemble_logits, from_arrays, graph, init_members, to_arrays
-from router.learn.encoding import Layout, class_weights, encode, layout, targets
-from router.learn.modelfile import ModelFile, expected_calibration_error
+from router.learn.distribution import S_MIN
+from router.learn.model import Arch, ensemble_heads, from_arrays, graph, init_members, to_arrays
+from router.learn import evaluate
+from router.learn.encoding import (ABOVE, EXACT, Layout, class_weights, encode, groups, layout,
+                                   log_cost_scale, observations)
+from router.learn.modelfile import ModelFile
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +81,26 @@ def _cost_means(data: Dataset, templates: list[str]) -> dict[str, list[float]]:
             for t, s in sums.items()}
 
 
-def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = int(n * fraction) if n >= 20 else 0
-    return order[n_val:], order[:n_val]
+def _split(group: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation rows, split by distinct input: a repeated input (the same
+    `INPUT | LABEL` line 500 times) on both sides would let validation see its own training
+    rows, and early stopping would never see the model get worse. Fewer than 20 distinct
+    inputs: no validation split (a figure from two held-out rows says nothing)."""
+    distinct = np.unique(group)
+    n_val = int(len(distinct) * fraction) if len(distinct) >= 20 else 0
+    held = np.random.default_rng(seed).permutation(distinct)[:n_val]
+    is_val = np.isin(group, held)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _collapse(group: np.ndarray, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Identical observations of one input as one row weighing as many: the same gradient,
+    fewer rows per epoch (label lines repeat; measured costs almost never do)."""
+    x, t, z, kind, w = rows
+    keys = np.stack([group.astype(np.float64), kind.astype(np.float64), z.astype(np.float64)], 1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    weight = np.bincount(inverse.ravel(), weights=w, minlength=len(first)).astype(np.float32)
+    return x[first], t[first], z[first], kind[first], weight
 
 
 def _enable_compile_cache() -> None:
@@ -110,13 +131,32 @@ def _batch_rows(a: jax.Array, mesh: Mesh | None) -> jax.Array:
 
 @dataclass(frozen=True)
 class Compiled:
-    """The jitted functions of one architecture, learning rate, batch and chunk."""
+    """The jitted functions of one architecture, learning rate, batch and chunk. A row is
+    (x, template, z, kind, weight): see `encoding.Observations`."""
 
     tx: optax.GradientTransformation
-    epochs: Any     # (states, opt_state, perms, x, t, y, w) -> (states, opt_state, last loss)
-    loss: Any       # (states, x, t, y, w) -> mean loss
+    epochs: Any     # (states, opt_state, perms, *rows) -> (states, opt_state, last loss)
+    loss: Any       # (states, *rows) -> mean negative log-likelihood
     init: Any       # (keys) -> stacked member states
-    probs: Any      # (states, x, t) -> member probabilities [K, N]
+    p_over: Any     # (states, x, t, log_threshold) -> the ensemble's p_over [N]
+
+
+def nll(heads: jax.Array, z: jax.Array, kind: jax.Array) -> jax.Array:
+    """Negative log-likelihood of each observation under each member's logistic: the density
+    of a measured log cost, or the probability of the side of a bound (censored)."""
+    mu, s = heads[..., 0], jax.nn.softplus(heads[..., 1]) + S_MIN
+    u = (z - mu) / s
+    exact = u + jnp.log(s) + 2.0 * jax.nn.softplus(-u)
+    return jnp.where(kind == EXACT, exact, jnp.where(kind == ABOVE, jax.nn.softplus(u),
+                                                     jax.nn.softplus(-u)))
+
+
+def ensemble_p_over(heads: jax.Array, log_threshold: jax.Array) -> jax.Array:
+    """The same combination of members as the fast path (distribution.combine)."""
+    mus, scales = heads[..., 0], jax.nn.softplus(heads[..., 1]) + S_MIN
+    mu = mus.mean(axis=0)
+    s = jnp.sqrt((scales ** 2).mean(axis=0) + 3.0 / math.pi ** 2 * mus.var(axis=0))
+    return jax.nn.sigmoid((mu - log_threshold) / s)
 
 
 @functools.lru_cache(maxsize=8)
@@ -126,9 +166,9 @@ def _compiled(arch: Arch, lr: float, batch: int, chunk: int,
     graphdef = graph(arch)
     tx = optax.adam(lr)
 
-    def loss_fn(states: Any, x: jax.Array, t: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
-        logits = ensemble_logits(graphdef, states, x, t)
-        per = optax.sigmoid_binary_cross_entropy(logits, y[None, :]) * w[None, :]
+    def loss_fn(states: Any, x: jax.Array, t: jax.Array, z: jax.Array, kind: jax.Array,
+                w: jax.Array) -> jax.Array:
+        per = nll(ensemble_heads(graphdef, states, x, t), z[None, :], kind[None, :]) * w[None, :]
         return per.sum() / jnp.maximum(w.sum(), 1.0)   # summed over members: separate grads
 
     def step(carry: Any, rows: tuple[jax.Array, ...]) -> tuple[Any, jax.Array]:
@@ -137,27 +177,27 @@ def _compiled(arch: Arch, lr: float, batch: int, chunk: int,
         updates, opt_state = tx.update(grads, opt_state, states)
         return (optax.apply_updates(states, updates), opt_state), loss
 
-    def epochs(states: Any, opt_state: Any, perms: jax.Array, x: jax.Array, t: jax.Array,
-               y: jax.Array, w: jax.Array) -> tuple[Any, Any, jax.Array]:
+    def epochs(states: Any, opt_state: Any, perms: jax.Array,
+               *rows: jax.Array) -> tuple[Any, Any, jax.Array]:
         """One epoch per row of `perms` [chunk, n], each one lax.scan over the batches of the
         set shuffled by it. The shuffles come from the host: `jax.random.permutation` sorts,
         and on the CPU it took 30 ms for 65k rows, more than a whole epoch at batch 4096."""
-        n = x.shape[0]
+        n = rows[0].shape[0]
 
         def epoch(carry: Any, perm: jax.Array) -> tuple[Any, jax.Array]:
             batches = tuple(_batch_rows(a[perm].reshape(n // batch, batch, *a.shape[1:]), mesh)
-                            for a in (x, t, y, w))
+                            for a in rows)
             carry, losses = jax.lax.scan(step, carry, batches)
             return carry, losses.mean()
 
         (states, opt_state), losses = jax.lax.scan(epoch, (states, opt_state), perms)
         return states, opt_state, losses[-1]
 
-    def probs(states: Any, x: jax.Array, t: jax.Array) -> jax.Array:
-        return jax.nn.sigmoid(ensemble_logits(graphdef, states, x, t))
+    def p_over(states: Any, x: jax.Array, t: jax.Array, log_threshold: jax.Array) -> jax.Array:
+        return ensemble_p_over(ensemble_heads(graphdef, states, x, t), log_threshold)
 
     return Compiled(tx, jax.jit(epochs), jax.jit(loss_fn),
-                    jax.jit(functools.partial(init_members, arch)), jax.jit(probs))
+                    jax.jit(functools.partial(init_members, arch)), jax.jit(p_over))
 
 
 class Trainer:
@@ -176,24 +216,25 @@ class Trainer:
         keys = jax.random.split(jax.random.key(opts.seed), arch.members)
         self.states = self.base.init(keys)
 
-    def fit(self, x: np.ndarray, t: np.ndarray, y: np.ndarray, w: np.ndarray,
+    def fit(self, rows: tuple[np.ndarray, ...],
             val: tuple[np.ndarray, ...] | None) -> dict[str, Any]:
         """Train; with `val`, stop early, but never before `min_steps` updates (on a few hundred
         runs of several templates one shared validation error can stop before a hard template,
         a band, is learned), and keep the states of epoch max(best, that floor): the model a
-        refit of that many epochs makes, so the validation figures describe it."""
-        n = len(y)
+        refit of that many epochs makes, so the validation figures describe it. `rows` are
+        (x, t, z, kind, w), `val` the same plus (log_threshold, label)."""
+        n = len(rows[0])
         ndev = len(self.devices)
         batch = max(ndev, min(self.opts.batch, n) // ndev * ndev)
-        x, t, y, w = _padded((-n) % batch, x, t, y, w)
-        steps_per_epoch = len(y) // batch
+        rows = tuple(_padded((-n) % batch, *rows))
+        steps_per_epoch = len(rows[0]) // batch
         floor = min(self.opts.max_epochs, max(3, -(-self.opts.min_steps // steps_per_epoch)))
         patience = -(-self.opts.patience // steps_per_epoch)
         epochs = self.opts.epochs or (self.opts.max_epochs if val is not None else floor)
         chunk = max(1, min(self.CHUNK, epochs, patience))   # looks at least once per patience
         run = _compiled(self.arch, self.opts.learning_rate, batch, chunk,
                         self.mesh if ndev > 1 else None).epochs
-        xs, ts, ys, ws = (jax.device_put(a, self.rows) for a in (x, t, y, w))
+        placed = [jax.device_put(a, self.rows) for a in rows]
         states = jax.device_put(self.states, self.replicated)
         opt_state = self.base.tx.init(states)
         shuffles = np.random.default_rng(self.opts.seed + 1)
@@ -201,10 +242,10 @@ class Trainer:
         floor_states, floor_epoch = states, 0
         vals = [jax.device_put(a, self.replicated) for a in val] if val is not None else None
         while epoch < epochs:
-            perms = np.stack([shuffles.permutation(len(y)) for _ in range(chunk)])
+            perms = np.stack([shuffles.permutation(len(rows[0])) for _ in range(chunk)])
             states, opt_state, loss = run(states, opt_state,
                                           jax.device_put(perms.astype(np.int32), self.replicated),
-                                          xs, ts, ys, ws)
+                                          *placed)
             epoch += chunk
             score = self._score(states, vals, loss)
             if score < best:
@@ -235,14 +276,10 @@ class Trainer:
         cost loss on one held-out run but route better."""
         if vals is None:
             return (0.0, float(loss))
-        x, t, y, w = vals
-        p = self.base.probs(states, x, t).mean(axis=0)
+        x, t, z, kind, w, log_t, y = vals
+        p = self.base.p_over(states, x, t, log_t)
         err = float(jnp.mean(verdict.called_over(p, self.opts.p_cut) != (y == 1)))
-        return (round(err, 6), float(self.base.loss(states, x, t, y, w)))
-
-    def probabilities(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        x, t = (jax.device_put(a, self.replicated) for a in (x, t))
-        return np.asarray(self.base.probs(self.states, x, t))
+        return (round(err, 6), round(float(self.base.loss(states, x, t, z, kind, w)), 4))
 
 
 def _warm_start(trainer: Trainer, base: ModelFile, shell: Layout) -> None:
@@ -281,34 +318,40 @@ def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
     arch = Arch(len(shell.templates), shell.width, opts.embed_dim, opts.hidden, opts.members)
     x, t = encode(data, shell)
     y = np.asarray(data.labels, dtype=np.float32)
-    soft = targets(data)
-    train_idx, val_idx = _split(len(y), opts.val_fraction, opts.seed)
+    center, spread = log_cost_scale(data, base)
+    obs = observations(data, center, spread)
+    group = groups(data)
+    train_idx, val_idx = _split(group, opts.val_fraction, opts.seed)
+
+    def rows(idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        return x[idx], t[idx], obs.z[idx], obs.kind[idx], class_weights(y[idx])
+
     trainer = _trainer(arch, opts, base, shell)
     val = None
     if len(val_idx):
-        val = (x[val_idx], t[val_idx], y[val_idx], class_weights(y[val_idx]))
-    info = trainer.fit(x[train_idx], t[train_idx], soft[train_idx], class_weights(y[train_idx]),
-                       val)
-    check = val_idx if len(val_idx) else train_idx
-    p = trainer.probabilities(x[check], t[check]).mean(axis=0)
+        val = (*rows(val_idx), obs.log_threshold[val_idx], y[val_idx])
+    info = trainer.fit(_collapse(group[train_idx], rows(train_idx)), val)
+    meta = {"log_cost": [center, spread], "cost_means": _cost_means(data, shell.templates)}
+    figures = evaluate.figures(_model(trainer, shell, meta), data.subset(val_idx), opts.p_cut)
     if len(val_idx):   # the split chose the epochs; the model itself learns from every run
         refit = TrainOptions(**{**opts.__dict__, "epochs": max(info["chosen_epoch"], 1)})
         trainer = _trainer(arch, refit, base, shell)
-        trainer.fit(x, t, soft, class_weights(y), None)
-    weights = {k: np.asarray(v, dtype=np.float64) for k, v in to_arrays(trainer.states).items()}
-    meta = {
+        trainer.fit(_collapse(group, rows(np.arange(len(y)))), None)
+    meta.update({
         "arch": arch.__dict__, "samples": len(y), "train_samples": int(len(train_idx)),
-        "val_samples": int(len(val_idx)),
-        "val_accuracy": float((verdict.called_over(p, opts.p_cut) == (y[check] == 1)).mean()),
-        "calibration_error": expected_calibration_error(p, y[check]),
+        "val_samples": int(len(val_idx)), **figures,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "jax_version": jax.__version__, "devices": [str(d) for d in trainer.devices],
-        "seed": opts.seed, "cost_means": _cost_means(data, shell.templates),
-        "generation": (base.meta.get("generation", 0) + 1) if base else 1,
+        "seed": opts.seed, "generation": (base.meta.get("generation", 0) + 1) if base else 1,
         "watermark": max(data.seqs, default=0), **info, **(extra_meta or {}),
-    }
+    })
     if base is not None:
         meta["cost_means"] = {**base.meta.get("cost_means", {}), **meta["cost_means"]}
         meta["watermark"] = max(meta["watermark"], base.meta.get("watermark", 0))
+    return _model(trainer, shell, meta)
+
+
+def _model(trainer: Trainer, shell: Layout, meta: dict[str, Any]) -> ModelFile:
+    weights = {k: np.asarray(v, dtype=np.float64) for k, v in to_arrays(trainer.states).items()}
     return ModelFile(weights, shell.templates, shell.thresholds, shell.n_features,
-                     shell.mean, shell.scale, meta)
+                     shell.mean, shell.scale, dict(meta))

@@ -7,6 +7,7 @@ import numpy as np
 
 from router.learn import retrain, verdict
 from router.learn.dataset import Dataset
+from router.learn.distribution import S_MIN
 from router.learn.drift import Drift
 from router.learn.modelfile import ModelFile
 from router.policy import parse_policy
@@ -21,10 +22,12 @@ def constant_model(p: float, template: str = "/p {num}") -> ModelFile:
     """A one-member model whose p_over at threshold 2 is p for every input."""
     h = 2
     logit = float(np.log(p / (1 - p)))
+    raw_scale = float(np.log(np.expm1(1.0 - S_MIN)))        # scale 1 in log units
     weights = {"embed": np.zeros((1, 1, 1)), "w1": np.zeros((1, 2, h)), "b1": np.zeros((1, h)),
-               "w2": np.zeros((1, h, h)), "b2": np.zeros((1, h)), "w3": np.zeros((1, h)),
-               "b3": np.array([logit])}
-    return ModelFile(weights, [template], [2.0], [1], np.zeros((1, 1)), np.ones((1, 1)))
+               "w2": np.zeros((1, h, h)), "b2": np.zeros((1, h)), "w3": np.zeros((1, h, 2)),
+               "b3": np.array([[logit, raw_scale]])}
+    return ModelFile(weights, [template], [2.0], [1], np.zeros((1, 1)), np.ones((1, 1)),
+                     {"log_cost": [float(np.log(2.0)), 1.0]})
 
 
 def test_retraining_judges_a_call_with_the_policys_cut_not_half():
