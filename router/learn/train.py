@@ -218,9 +218,9 @@ class Trainer:
 
     def fit(self, rows: tuple[np.ndarray, ...],
             val: tuple[np.ndarray, ...] | None) -> dict[str, Any]:
-        """Train; with `val`, stop early, but never before `min_steps` updates (on a few hundred
-        runs of several templates one shared validation error can stop before a hard template,
-        a band, is learned), and keep the states of epoch max(best, that floor): the model a
+        """Train; with `val`, stop early, but never before `min_steps` updates or half the epoch
+        cap, whichever comes first (on a few hundred runs of several templates one shared
+        validation error can stop before a hard template, a band, is learned), and keep the states of epoch max(best, that floor): the model a
         refit of that many epochs makes, so the validation figures describe it. `rows` are
         (x, t, z, kind, w), `val` the same plus (log_threshold, label)."""
         n = len(rows[0])
@@ -228,7 +228,7 @@ class Trainer:
         batch = max(ndev, min(self.opts.batch, n) // ndev * ndev)
         rows = tuple(_padded((-n) % batch, *rows))
         steps_per_epoch = len(rows[0]) // batch
-        floor = min(self.opts.max_epochs, max(3, -(-self.opts.min_steps // steps_per_epoch)))
+        floor = min(self.opts.max_epochs // 2, max(3, -(-self.opts.min_steps // steps_per_epoch)))
         patience = -(-self.opts.patience // steps_per_epoch)
         epochs = self.opts.epochs or (self.opts.max_epochs if val is not None else floor)
         chunk = max(1, min(self.CHUNK, epochs, patience))   # looks at least once per patience
@@ -273,13 +273,14 @@ class Trainer:
     def _score(self, states: Any, vals: list[jax.Array] | None, loss: jax.Array) -> tuple:
         """Validation error first (it is what routing gets wrong), loss to break ties: loss
         alone stops too early on small, nearly noiseless sets, where confident boundaries
-        cost loss on one held-out run but route better."""
+        cost loss on one held-out run but route better. The loss counts to 1e-3: on separable
+        data it falls forever by less, and would never let early stopping stop."""
         if vals is None:
             return (0.0, float(loss))
         x, t, z, kind, w, log_t, y = vals
         p = self.base.p_over(states, x, t, log_t)
         err = float(jnp.mean(verdict.called_over(p, self.opts.p_cut) != (y == 1)))
-        return (round(err, 6), round(float(self.base.loss(states, x, t, z, kind, w)), 4))
+        return (round(err, 6), round(float(self.base.loss(states, x, t, z, kind, w)), 3))
 
 
 def _warm_start(trainer: Trainer, base: ModelFile, shell: Layout) -> None:
