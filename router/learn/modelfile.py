@@ -4,9 +4,9 @@ One file holds weights, feature scaling, templates (with the thresholds their la
 were trained with), the log-cost normalisation, a version, a content hash and training
 metadata. The model predicts a cost distribution (format 2), so one file serves every
 threshold; a format 1 file (a classifier for one threshold) is refused with a line that says to
-retrain it: its single logit cannot be turned into a distribution. It is written atomically (temp file, fsync, rename), and a file
-that is truncated, corrupt or foreign is refused with one line, so a bad file never replaces
-the model in use. The daemon predicts from it without importing JAX: for one job the forward
+retrain it: its single logit cannot be turned into a distribution. It is written atomically
+(temp file, fsync, rename), and a file that is truncated, corrupt or foreign is refused with
+one line, so a bad file never replaces the model in use. The daemon predicts from it without importing JAX: for one job the forward
 pass of the whole ensemble is a handful of small NumPy operations, with each template's
 embedding folded into the first layer's bias once at load time.
 """

@@ -51,7 +51,8 @@ class Outcome:
         acc = "" if self.candidate_accuracy is None else (
             f" (candidate {self.candidate_accuracy:.3f} vs current "
             f"{'-' if self.current_accuracy is None else f'{self.current_accuracy:.3f}'})")
-        head = ('promoted' if self.promoted else 'not promoted') + (f" {self.version}" if self.version else '')
+        head = ("promoted" if self.promoted else "not promoted") + (
+            f" {self.version}" if self.version else "")
         return (f"{head}: "
                 f"{self.reason}{acc}; {self.new_runs} new runs, {self.reservoir} from the "
                 f"reservoir, {self.holdout} held out, {self.seconds:.1f}s")

@@ -220,9 +220,10 @@ class Trainer:
             val: tuple[np.ndarray, ...] | None) -> dict[str, Any]:
         """Train; with `val`, stop early, but never before `min_steps` updates or half the epoch
         cap, whichever comes first (on a few hundred runs of several templates one shared
-        validation error can stop before a hard template, a band, is learned), and keep the states of epoch max(best, that floor): the model a
-        refit of that many epochs makes, so the validation figures describe it. `rows` are
-        (x, t, z, kind, w), `val` the same plus (log_threshold, label)."""
+        validation error can stop before a hard template, a band, is learned), and keep the
+        states of epoch max(best, that floor): the model a refit of that many epochs makes, so
+        the validation figures describe it. `rows` are (x, t, z, kind, w), `val` the same plus
+        (log_threshold, label)."""
         n = len(rows[0])
         ndev = len(self.devices)
         batch = max(ndev, min(self.opts.batch, n) // ndev * ndev)
@@ -306,16 +307,22 @@ def _trainer(arch: Arch, opts: TrainOptions, base: ModelFile | None, shell: Layo
     return trainer
 
 
+def _base_shape(opts: TrainOptions, base: ModelFile | None) -> TrainOptions:
+    """An incremental fit keeps the base model's members and sizes."""
+    if base is None:
+        return opts
+    w1, embed = base.weights["w1"], base.weights["embed"]
+    return TrainOptions(**{**opts.__dict__, "members": w1.shape[0], "hidden": w1.shape[2],
+                           "embed_dim": embed.shape[2]})
+
+
 def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
         extra_meta: dict[str, Any] | None = None) -> ModelFile:
     """Train a model on `data`; with `base`, start from its weights (incremental)."""
     if len(data) == 0:
         raise DataError("no training samples")
     shell = layout(data, base)
-    if base is not None:
-        w1, embed = base.weights["w1"], base.weights["embed"]
-        opts = TrainOptions(**{**opts.__dict__, "members": w1.shape[0], "hidden": w1.shape[2],
-                               "embed_dim": embed.shape[2]})
+    opts = _base_shape(opts, base)
     arch = Arch(len(shell.templates), shell.width, opts.embed_dim, opts.hidden, opts.members)
     x, t = encode(data, shell)
     y = np.asarray(data.labels, dtype=np.float32)
