@@ -1,5 +1,6 @@
-"""Latency of one fast-path prediction of the whole ensemble (NumPy, what the daemon uses),
-batched throughput, and a jitted JAX call of the same model beside it. Last line: JSON."""
+"""Latency of one fast-path prediction of the whole ensemble (NumPy, what the daemon uses: the
+cost distribution and p_over at a threshold), batched throughput, and a jitted JAX call of the
+same model and p_over beside it. Last line: JSON with `fast_vs_jax_p99` (goal <= 0.25)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from router.learn.dataset import Dataset
-from router.learn.model import Arch, ensemble_logits, from_arrays, graph, init_members
-from router.learn.train import TrainOptions, encode, fit
+from router.learn.model import Arch, ensemble_heads, from_arrays, graph, init_members
+from router.learn.train import ensemble_p_over
+from router.learn.encoding import encode
+from router.learn.train import TrainOptions, fit
 
 CALLS = 20000
 
@@ -26,13 +29,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     data = Dataset()
     for a in rng.uniform(1, 100, 400):
-        data.add("/bin/prog {num}", (float(a),), int(a > 50), 0.0, 1.0)
+        data.add("/bin/prog {num}", (float(a),), int(a > 50), float(a) / 50, 1.0)
     model = fit(data, TrainOptions(epochs=50))
     feats = [(float(a),) for a in rng.uniform(1, 100, CALLS)]
     lat = []
     for f in feats:
         start = time.perf_counter()
-        model.predict("/bin/prog {num}", f)
+        model.predict("/bin/prog {num}", f, 1.0)
         lat.append(time.perf_counter() - start)
     x, t = encode(data, model)
     n = 4096
@@ -45,7 +48,8 @@ def main() -> None:
     states = from_arrays(init_members(arch, jax.random.split(jax.random.key(0), arch.members)),
                          model.weights)
     g = graph(arch)
-    fwd = jax.jit(lambda s, x, t: jax.nn.sigmoid(ensemble_logits(g, s, x, t)).mean(0))
+    center, spread = model.meta["log_cost"]
+    fwd = jax.jit(lambda s, x, t: ensemble_p_over(ensemble_heads(g, s, x, t), -center / spread))
     one_x, one_t = jnp.asarray(x[:1]), jnp.asarray(t[:1])
     fwd(states, one_x, one_t).block_until_ready()
     jlat = []
@@ -56,6 +60,7 @@ def main() -> None:
     result = {"p50_us": round(percentile(lat, 50), 2), "p99_us": round(percentile(lat, 99), 2),
               "batch_per_s": round(batch_per_s), "jax_p50_us": round(percentile(jlat, 50), 1),
               "jax_p99_us": round(percentile(jlat, 99), 1), "members": arch.members}
+    result["fast_vs_jax_p99"] = round(result["p99_us"] / result["jax_p99_us"], 3)
     print(f"fast path p50 {result['p50_us']} us, p99 {result['p99_us']} us; jitted JAX p99 "
           f"{result['jax_p99_us']} us; batched {result['batch_per_s']:,} predictions/s",
           file=sys.stderr)

@@ -286,18 +286,13 @@ def decide(template: str, features: tuple[float, ...] | list[float], argv: list[
     threshold = policy.threshold_for(argv)
     if model is None:
         return Decision(route["no_model"], "no model", threshold=threshold, kind="no_model")
-    trained_for = model.threshold(template)
-    if trained_for is None:
+    if model.threshold(template) is None:
         return Decision(route["unknown_template"], "no model for template", threshold=threshold,
                         kind="unknown_template")
-    if not math.isnan(trained_for) and not math.isclose(trained_for, threshold, rel_tol=1e-9):
-        return Decision(route["unknown_template"],
-                        f"model threshold {trained_for:g} != policy {threshold:g}",
-                        threshold=threshold, kind="unknown_template")
     if len(features) != model.n_features[model.index[template]]:
         return Decision(route["unknown_template"], "model for other features",
                         threshold=threshold, kind="unknown_template")
-    pred = model.predict(template, features)
+    pred = model.predict(template, features, threshold)   # a cost distribution: any threshold
     p, sd = pred.p_over, pred.sd
     if sd > route["max_sd"]:
         return Decision(route["uncertain"], f"uncertain: sd {sd:.2f}", p, sd, threshold,

@@ -81,15 +81,15 @@ class OneTemplateModel:
     def threshold(self, template: str) -> float | None:
         return self.trained_for if template in self.index else None
 
-    def predict(self, template: str, features: object) -> Prediction:
+    def predict(self, template: str, features: object, threshold: float) -> Prediction:
         return self.pred
 
 
 @pytest.mark.parametrize("model, template, features, machine, reason", [
     (None, "/p {num}", (1.0,), "slow", "no model"),
     (OneTemplateModel(0.9, 0.01), "/q {num}", (1.0,), "slow", "no model for template"),
-    (OneTemplateModel(0.9, 0.01, 5.0), "/p {num}", (1.0,), "slow",
-     "model threshold 5 != policy 2"),
+    (OneTemplateModel(0.93, 0.01, 5.0), "/p {num}", (1.0,), "quick",   # any threshold
+     "model p=0.93 >= 0.50"),
     (OneTemplateModel(0.9, 0.01), "/p {num}", (1.0, 2.0), "slow", "model for other features"),
     (OneTemplateModel(0.6, 0.31), "/p {num}", (1.0,), "quick", "uncertain: sd 0.31"),
     (OneTemplateModel(0.93, 0.01), "/p {num}", (1.0,), "quick", "model p=0.93 >= 0.50"),

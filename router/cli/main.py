@@ -30,18 +30,21 @@ def command(name: str) -> Callable[[Handler], Handler]:
 
 def _store_path(args: argparse.Namespace) -> str:
     from router import paths
-    return str(args.store or paths.store())
+    return paths.store(args.store, _load_policy(args))
 
 
 def _model_path(args: argparse.Namespace) -> str:
     from router import paths
-    return str(args.model or paths.model())
+    return paths.model(args.model, _load_policy(args))
 
 
 def _load_policy(args: argparse.Namespace) -> Any:
+    """The policy, read once per command (the path resolver asks for it too)."""
     from router import paths
     from router.policy import load_policy
-    return load_policy(args.policy or paths.policy() or paths.demo_policy())
+    if getattr(args, "_policy", None) is None:
+        args._policy = load_policy(args.policy or paths.policy() or paths.demo_policy())
+    return args._policy
 
 
 def _stdin_lines() -> Any:
@@ -185,9 +188,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     quiet = argparse.SUPPRESS  # so a subcommand's default never hides a flag given before it
     common.add_argument("--store", metavar="PATH", default=quiet,
-                        help="history file (default: $ROUTER_STORE or the XDG data dir)")
+                        help="history file (default: daemon.store, $ROUTER_STORE, XDG)")
     common.add_argument("--model", metavar="PATH", default=quiet,
-                        help="model file (default: $ROUTER_MODEL or the XDG data dir)")
+                        help="model file (default: daemon.model, $ROUTER_MODEL, XDG)")
     common.add_argument("--policy", metavar="FILE", default=quiet,
                         help="policy YAML (default: $ROUTER_POLICY, ~/.config/router/"
                         "policy.yaml, /etc/router/policy.yaml, else the embedded demo)")

@@ -52,31 +52,45 @@ def _train(args: argparse.Namespace) -> int:
     from router.learn import modelfile
     from router.learn.train import TrainOptions, fit
 
+    from router.learn import verdict
+
     data = _training_data(args)
-    opts = TrainOptions(seed=args.seed, devices=args.devices, progress=sys.stderr.isatty())
+    opts = TrainOptions(seed=args.seed, devices=args.devices, progress=sys.stderr.isatty(),
+                        p_cut=verdict.cut(_load_policy(args)))
     if args.epochs:
         opts.epochs, opts.val_fraction = args.epochs, 0.0
     model = fit(data, opts)
     modelfile.save(model, _model_path(args))
     m = model.meta
+    figures = {k: None if m[k] is None else round(m[k], 4)
+               for k in ("val_accuracy", "calibration_error", "coverage_10_90")}
     summary = {"model": _model_path(args), "version": model.version, "samples": m["samples"],
-               "templates": len(model.templates), "val_accuracy": round(m["val_accuracy"], 4),
-               "calibration_error": round(m["calibration_error"], 4), "epochs": m["epochs"],
-               "devices": m["devices"]}
+               "templates": len(model.templates), **figures, "val_samples": m["val_samples"],
+               "epochs": m["epochs"], "devices": m["devices"]}
     if args.json:
         print(json.dumps(summary))
+        return 0
+    if m["val_accuracy"] is None:
+        val = "no validation figures (fewer than 20 distinct inputs, or --epochs)"
     else:
-        print(f"{summary['model']}: {model.version}, {m['samples']} samples, "
-              f"{len(model.templates)} templates, val accuracy {m['val_accuracy']:.3f}, "
-              f"calibration error {m['calibration_error']:.3f}, {m['epochs']} epochs")
+        cover = m["coverage_10_90"]
+        val = (f"on {m['val_samples']} held-out runs: accuracy {m['val_accuracy']:.3f}, "
+               f"calibration error {m['calibration_error']:.3f} at the threshold, 10-90% cost "
+               f"interval covers {'-' if cover is None else f'{cover:.0%}'} (goal 80%)")
+    print(f"{summary['model']}: {model.version}, {m['samples']} samples, "
+          f"{len(model.templates)} templates, {m['epochs']} epochs; {val}")
     return 0
 
 
 def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train the cost model from the history or from lines",
-                       description="Train the cost model. Labels: each run's cost against its "
-                       "template's threshold. --data reads JSON lines (collect's output) or "
-                       "'INPUT | LABEL' lines; -- CMD names the program for INPUT lines.")
+                       description="Train the cost model: the distribution of each run's cost, "
+                       "from measured costs (and, censored, from timed-out runs and 'INPUT | "
+                       "LABEL' lines, whose label says over or under the threshold). --data "
+                       "reads JSON lines (collect's output) or 'INPUT | LABEL' lines, which "
+                       "need -- CMD: the program INPUT is arguments of. Prints the held-out "
+                       "accuracy, the calibration error at the threshold and the coverage of "
+                       "the predicted 10-90% cost interval.")
     p.add_argument("--data", metavar="FILE", help="JSONL or 'INPUT | LABEL' lines; - for stdin")
     p.add_argument("--threshold", type=float, metavar="SECONDS",
                    help="one threshold for every template (instead of the policy's)")
@@ -85,7 +99,7 @@ def _add_train(sub: Any) -> None:
                    "accelerators, or one CPU)")
     p.add_argument("--epochs", type=int, help="fixed number of epochs (default: early stopping)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("cmd", nargs=REMAINDER, help="-- CMD for 'INPUT | LABEL' lines")
+    p.add_argument("cmd", nargs=REMAINDER, help="-- CMD: the program of 'INPUT | LABEL' lines")
 
 
 def _load_model_or_none(args: argparse.Namespace) -> Any:
@@ -122,22 +136,37 @@ def _predict(args: argparse.Namespace) -> int:
                 raise UsageError(f"stdin line {lineno}: cannot parse {line!r}: {exc}") from None
     for argv in commands:
         out = route(argv, model, policy)
+        out["cost_p50"], out["cost_p90"] = _cost_quantiles(model, out)
         if args.json:
             print(json.dumps(out), flush=True)
-        else:
-            p = "-" if out["p_over"] is None else f"{out['p_over']:.3f}"
-            sd = "-" if out["sd"] is None else f"{out['sd']:.3f}"
-            print(f"{shlex.join(argv[1:])}\t{p}\t{sd}\t{out['machine']}\t{out['reason']}",
-                  flush=True)
+            continue
+        cells = [f"{v:.3f}" if v is not None else "-" for v in (out["p_over"], out["sd"])]
+        cells += [f"{v:.4g}" if v is not None else "-" for v in (out["cost_p50"], out["cost_p90"])]
+        print("\t".join([shlex.join(argv[1:]), *cells, out["machine"], out["reason"]]),
+              flush=True)
     return 0
 
 
+def _cost_quantiles(model: Any, out: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The predicted median and 90th percentile cost (reference CPU seconds), where the model
+    knows the template and its features."""
+    t, f = out["template"], out["features"]
+    if model is None or t not in model.index or len(f) != model.n_features[model.index[t]]:
+        return None, None
+    pred = model.predict(t, f, out["threshold"])
+    return round(pred.quantile(0.5), 6), round(pred.quantile(0.9), 6)
+
+
 def _add_predict(sub: Any) -> None:
-    p = sub.add_parser("predict", help="probability of being over the threshold, and machine",
-                       description="Print, per command, the probability that it costs more "
-                       "than its threshold, the ensemble's spread, the machine the policy "
-                       "picks and why. With no arguments after CMD, reads argument lines "
-                       "from stdin: seq 1 100 | router predict -- ./prog")
+    p = sub.add_parser("predict", help="predicted cost, probability of being over the threshold, "
+                       "and machine",
+                       description="Print, per command: the probability that it costs more "
+                       "than its threshold (the policy's, at decision time: one model serves "
+                       "every threshold), the ensemble's spread of it, the predicted median and "
+                       "90th percentile cost in reference CPU seconds, the machine the policy "
+                       "picks and why. --json adds cost_p50 and cost_p90. With no arguments "
+                       "after CMD, reads argument lines from stdin: seq 1 100 | router predict "
+                       "-- ./prog")
     p.add_argument("--json", action="store_true", help="one JSON object per input")
     p.add_argument("--threshold", type=float, metavar="SECONDS",
                    help="one threshold for every template (instead of the policy's)")
@@ -167,8 +196,11 @@ def _retrain(args: argparse.Namespace) -> int:
     from router.learn import retrain
     from router.learn.train import TrainOptions
 
-    outcome = retrain.run(_store_path(args), _load_policy(args), _model_path(args),
-                          full=args.full, opts=TrainOptions(seed=args.seed))
+    from router.learn import verdict
+
+    policy = _load_policy(args)
+    outcome = retrain.run(_store_path(args), policy, _model_path(args), full=args.full,
+                          opts=TrainOptions(seed=args.seed, p_cut=verdict.cut(policy)))
     print(json.dumps(retrain.as_dict(outcome)) if args.json else outcome.line())
     return 0
 

@@ -29,8 +29,8 @@ class State:
                  sock: str | None = None):
         self.policy = policy
         d = policy.daemon
-        self.store_path = os.path.abspath(store or d["store"] or paths.store())
-        self.model_path = Path(os.path.abspath(model or d["model"] or paths.model()))
+        self.store_path = os.path.abspath(paths.store(store, policy))
+        self.model_path = Path(os.path.abspath(paths.model(model, policy)))
         self.socket_path = Path(os.path.abspath(sock or d["socket"] or paths.socket()))
         self.models = modelfile.ModelCache(self.model_path)
         self.model: modelfile.ModelFile | None = None

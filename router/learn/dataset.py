@@ -2,7 +2,9 @@
 
 A label is whether a run's cost went over its template's threshold. Lines may be JSON objects
 (what `router collect` prints) or the pipes write-up's `INPUT | LABEL` text, so
-`yes "$(cat data.txt)" | head -n 10000 | router train --data -` works.
+`yes "$(cat data.txt)" | head -n 10000 | router train --data - -- ./prog` works: INPUT is the
+arguments of the command given after --, so the model learns the template `predict` and the
+daemon will look up (`./prog {num}`), and a text line without that command is refused.
 """
 
 from __future__ import annotations
@@ -18,8 +20,6 @@ from router.features import shape
 
 ThresholdFor = Callable[[list[str]], float]
 
-TEXT_PROGRAM = "-"  # the program of `INPUT | LABEL` lines when no command is given
-
 
 @dataclass
 class Dataset:
@@ -31,28 +31,31 @@ class Dataset:
     costs: list[float] = field(default_factory=list)
     thresholds: list[float] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
+    timed_out: list[bool] = field(default_factory=list)   # cost is a lower bound: killed
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def add(self, template: str, features: tuple[float, ...], label: int, cost: float,
-            threshold: float, seq: int = 0) -> None:
+            threshold: float, seq: int = 0, timed_out: bool = False) -> None:
         self.templates.append(template)
         self.features.append(features)
         self.labels.append(label)
         self.costs.append(cost)
         self.thresholds.append(threshold)
         self.seqs.append(seq)
+        self.timed_out.append(timed_out)
 
     def extend(self, other: Dataset) -> None:
-        for name in ("templates", "features", "labels", "costs", "thresholds", "seqs"):
+        for name in ("templates", "features", "labels", "costs", "thresholds", "seqs",
+                     "timed_out"):
             getattr(self, name).extend(getattr(other, name))
 
     def subset(self, indices: Iterable[int]) -> Dataset:
         out = Dataset()
         for i in indices:
             out.add(self.templates[i], self.features[i], self.labels[i], self.costs[i],
-                    self.thresholds[i], self.seqs[i])
+                    self.thresholds[i], self.seqs[i], self.timed_out[i])
         return out
 
 
@@ -64,7 +67,8 @@ def from_runs(rows: Iterable[dict[str, Any]], threshold_for: ThresholdFor) -> Da
             continue
         threshold = threshold_for(row["argv"])
         data.add(row["template"], tuple(row["features"]), int(row["cost"] > threshold),
-                 float(row["cost"]), threshold, int(row.get("done_seq") or 0))
+                 float(row["cost"]), threshold, int(row.get("done_seq") or 0),
+                 bool(row.get("timed_out")))
     return data
 
 
@@ -103,7 +107,7 @@ def from_lines(lines: Iterable[str], threshold_for: ThresholdFor | None,
                cmd: list[str] | None = None) -> Dataset:
     """Samples from JSON lines or `INPUT | LABEL` lines; errors name the line number."""
     data = Dataset()
-    prefix = cmd or [TEXT_PROGRAM]
+    prefix = list(cmd or [])
     for lineno, line in enumerate(lines, 1):
         text = line.strip()
         if not text or text.startswith("#"):
@@ -117,6 +121,9 @@ def from_lines(lines: Iterable[str], threshold_for: ThresholdFor | None,
             continue
         if "|" not in text:
             raise DataError(f"data line {lineno}: expected 'INPUT | LABEL' or a JSON object")
+        if not prefix:
+            raise DataError(f"data line {lineno}: 'INPUT | LABEL' lines need the program they "
+                            f"are arguments of: router train --data FILE -- ./prog")
         inp, _, label = text.rpartition("|")
         try:
             sh = shape(prefix + shlex.split(inp))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from router.learn import verdict
+
 
 class Drift:
     def __init__(self, window: int = 50, bound: float = 0.8):
@@ -13,11 +15,11 @@ class Drift:
         self.recent: dict[str, deque[bool]] = {}
 
     def record(self, template: str, p_over: float | None, cost: float | None,
-               threshold: float | None, p_cut: float = 0.5) -> bool | None:
+               threshold: float | None, p_cut: float = verdict.DEFAULT_CUT) -> bool | None:
         """Whether the model was right about this job; None when it made no prediction."""
         if p_over is None or cost is None or threshold is None:
             return None
-        right = (p_over >= p_cut) == (cost > threshold)
+        right = verdict.right(p_over, cost, threshold, p_cut)
         self.recent.setdefault(template, deque(maxlen=self.window)).append(right)
         return right
 

@@ -1,5 +1,6 @@
-"""The cost model: a small Flax MLP that says how likely a run is to cost more than its
-template's threshold.
+"""The cost model: a small Flax MLP that predicts, for a run, the distribution of its log cost:
+the location and scale of a logistic (see `router.learn.distribution` for why a logistic), from
+which the chance of going over any threshold follows at decision time.
 
 One model serves every template through a learned **template embedding** concatenated to the
 scaled features, rather than one small MLP per template. Why: the hidden layers are shared, so a
@@ -37,14 +38,17 @@ class Arch:
     members: int = 5
 
 
+HEADS = 2   # per run: the logistic's location and its scale before softplus (normalised units)
+
+
 class MLP(nnx.Module):
-    """features ++ embed(template) -> 64 -> 64 -> 1 logit (ReLU between)."""
+    """features ++ embed(template) -> 64 -> 64 -> (location, raw scale) (ReLU between)."""
 
     def __init__(self, arch: Arch, *, rngs: nnx.Rngs):
         self.embed = nnx.Embed(arch.n_templates, arch.embed_dim, rngs=rngs)
         self.l1 = nnx.Linear(arch.n_features + arch.embed_dim, arch.hidden, rngs=rngs)
         self.l2 = nnx.Linear(arch.hidden, arch.hidden, rngs=rngs)
-        self.out = nnx.Linear(arch.hidden, 1, rngs=rngs)
+        self.out = nnx.Linear(arch.hidden, HEADS, rngs=rngs)
 
     def __call__(self, x: jax.Array, template: jax.Array) -> jax.Array:
         """[x, embed(t)] @ w1 + b1 is computed as x @ w1[:n] + (embed @ w1[n:] + b1)[t]: the same
@@ -55,7 +59,7 @@ class MLP(nnx.Module):
         per_template = self.embed.embedding[...] @ w1[n:] + self.l1.bias[...]
         h = nnx.relu(dense(x, w1[:n]) + per_template[template])
         h = nnx.relu(dense(h, self.l2.kernel[...]) + self.l2.bias[...])
-        return self.out(h)[..., 0]
+        return self.out(h)
 
 
 SPLIT_ROWS = 1024   # batches of at least this many rows get the split weight gradient
@@ -100,9 +104,9 @@ def init_members(arch: Arch, keys: jax.Array) -> nnx.State:
     return jax.vmap(lambda k: nnx.split(MLP(arch, rngs=nnx.Rngs(k)))[1])(keys)
 
 
-def ensemble_logits(graphdef: nnx.GraphDef[MLP], states: nnx.State, x: jax.Array,
-                    template: jax.Array) -> jax.Array:
-    """Logits of every member for a batch: shape [K, batch]."""
+def ensemble_heads(graphdef: nnx.GraphDef[MLP], states: nnx.State, x: jax.Array,
+                   template: jax.Array) -> jax.Array:
+    """Every member's (location, raw scale) for a batch: shape [K, batch, 2]."""
     def member(state: nnx.State) -> jax.Array:
         return nnx.merge(graphdef, state)(x, template)
     return jax.vmap(member)(states)
@@ -113,8 +117,8 @@ def to_arrays(states: nnx.State) -> dict[str, Any]:
     d = nnx.to_pure_dict(states)
     return {
         "embed": d["embed"]["embedding"], "w1": d["l1"]["kernel"], "b1": d["l1"]["bias"],
-        "w2": d["l2"]["kernel"], "b2": d["l2"]["bias"], "w3": d["out"]["kernel"][..., 0],
-        "b3": d["out"]["bias"][..., 0],
+        "w2": d["l2"]["kernel"], "b2": d["l2"]["bias"], "w3": d["out"]["kernel"],
+        "b3": d["out"]["bias"],
     }
 
 
@@ -123,7 +127,7 @@ def from_arrays(states: nnx.State, arrays: dict[str, Any]) -> nnx.State:
     pure = {
         "embed": {"embedding": arrays["embed"]}, "l1": {"kernel": arrays["w1"], "bias": arrays["b1"]},
         "l2": {"kernel": arrays["w2"], "bias": arrays["b2"]},
-        "out": {"kernel": arrays["w3"][..., None], "bias": arrays["b3"][..., None]},
+        "out": {"kernel": arrays["w3"], "bias": arrays["b3"]},
     }
     pure = jax.tree.map(jnp.asarray, pure)
     nnx.replace_by_pure_dict(states, pure)

@@ -1,9 +1,12 @@
 """The model file and the fast path: everything a predictor needs, with NumPy and no JAX.
 
-One file holds weights, feature scaling, templates and their thresholds, a version, a content
-hash and training metadata. It is written atomically (temp file, fsync, rename), and a file
-that is truncated, corrupt or foreign is refused with one line, so a bad file never replaces
-the model in use. The daemon predicts from it without importing JAX: for one job the forward
+One file holds weights, feature scaling, templates (with the thresholds their label-only lines
+were trained with), the log-cost normalisation, a version, a content hash and training
+metadata. The model predicts a cost distribution (format 2), so one file serves every
+threshold; a format 1 file (a classifier for one threshold) is refused with a line that says to
+retrain it: its single logit cannot be turned into a distribution. It is written atomically
+(temp file, fsync, rename), and a file that is truncated, corrupt or foreign is refused with
+one line, so a bad file never replaces the model in use. The daemon predicts from it without importing JAX: for one job the forward
 pass of the whole ensemble is a handful of small NumPy operations, with each template's
 embedding folded into the first layer's bias once at load time.
 """
@@ -25,11 +28,12 @@ import numpy as np
 
 from router import atomic
 from router.errors import ModelError, RouterError
+from router.learn import distribution as dist
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"ROUTER-MODEL\n"
-FORMAT = 1
+FORMAT = 2
 _HEADER = struct.Struct("<I32sQ")  # format, sha256 of payload, payload length
 WEIGHTS = ("embed", "w1", "b1", "w2", "b2", "w3", "b3")
 
@@ -41,11 +45,23 @@ def slog(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Prediction:
-    """The ensemble's probability that the run is over its threshold, and its spread."""
+    """One run's predicted cost: the ensemble's logistic (mu, s) of the natural log of its
+    reference CPU seconds, its p_over at the threshold asked for, and the members' spread of
+    that p_over (the epistemic part; the noise is in s)."""
 
     p_over: float
     sd: float
     known: bool = True
+    mu: float = float("nan")
+    s: float = float("nan")
+
+    def quantile(self, q: float) -> float:
+        """The cost in seconds that the run stays under with probability q."""
+        return float("nan") if math.isnan(self.mu) else dist.quantile(self.mu, self.s, q)
+
+    def p_over_at(self, threshold: float) -> float:
+        """P(cost > threshold), for any threshold: no retrain when a policy changes it."""
+        return dist.p_over(self.mu, self.s, threshold)
 
 
 @dataclass
@@ -63,6 +79,10 @@ class ModelFile:
     def __post_init__(self) -> None:
         self.index = {t: i for i, t in enumerate(self.templates)}
         w = self.weights
+        if np.ndim(w["b3"]) != 2 or "log_cost" not in self.meta:
+            raise ModelError("model without a cost distribution (an older router's): retrain "
+                             "it with `router train` or `router retrain --full`")
+        self._center, self._spread = (float(v) for v in self.meta["log_cost"])
         f = self.mean.shape[1]
         # per template and member, the first layer's bias with the embedding folded in
         bias1 = np.einsum("kte,keh->tkh", w["embed"], w["w1"][:, f:, :]) + w["b1"][None]
@@ -74,7 +94,7 @@ class ModelFile:
         self._w3 = w["w3"]
         self._b3 = w["b3"]
         self._b2_3 = w["b2"][:, None, :].astype(np.float32)
-        self._w3_3 = w["w3"][:, :, None].astype(np.float32)
+        self._w3_3 = np.ascontiguousarray(w["w3"], np.float32)
         self._b3_l = w["b3"].tolist()
         self._mean_l = self.mean.tolist()
         self._scale_l = self.scale.tolist()
@@ -104,9 +124,11 @@ class ModelFile:
             raise ModelError(f"model for other features: template {template!r} has "
                              f"{self.n_features[i]} features in the model, {len(features)} given")
 
-    def predict(self, template: str, features: list[float] | tuple[float, ...]) -> Prediction:
-        """The fast path: one job, the whole ensemble. Scaling is plain math on a few floats,
-        the layers are two batched matmuls over members: tiny NumPy calls cost ~1 us each."""
+    def predict(self, template: str, features: list[float] | tuple[float, ...],
+                threshold: float | None = None) -> Prediction:
+        """The fast path: one job, the whole ensemble, p_over at `threshold` (default: the one
+        the template's label-only lines were trained with). Scaling is plain math on a few
+        floats, the layers are batched matmuls over members: tiny NumPy calls cost ~1 us each."""
         i = self.index.get(template)
         if i is None:
             return Prediction(float("nan"), float("nan"), known=False)
@@ -123,22 +145,34 @@ class ModelFile:
         h2 = np.matmul(h[:, None, :], self._w2)
         h2 += self._b2_3
         np.maximum(h2, 0.0, out=h2)
-        logits = np.matmul(h2, self._w3_3).ravel().tolist()
-        ps = [1.0 / (1.0 + math.exp(-min(max(v + b, -500.0), 500.0)))
-              for v, b in zip(logits, self._b3_l)]
-        m = sum(ps) / len(ps)
-        var = sum((p - m) * (p - m) for p in ps) / len(ps)
-        return Prediction(m, math.sqrt(var))
+        heads = np.matmul(h2, self._w3_3).ravel().tolist()
+        c, sp = self._center, self._spread
+        mus = [c + sp * (heads[2 * k] + b[0]) for k, b in enumerate(self._b3_l)]
+        scales = [sp * (dist.softplus(heads[2 * k + 1] + b[1]) + dist.S_MIN)
+                  for k, b in enumerate(self._b3_l)]
+        mu, s = dist.combine(mus, scales)
+        if threshold is None:
+            threshold = self.thresholds[i]
+        if not threshold > 0:
+            return Prediction(float("nan"), float("nan"), mu=mu, s=s)
+        lt = math.log(threshold)
+        ps = [dist.sigmoid((m - lt) / v) for m, v in zip(mus, scales)]
+        pm = sum(ps) / len(ps)
+        var = sum((p - pm) * (p - pm) for p in ps) / len(ps)
+        return Prediction(dist.sigmoid((mu - lt) / s), math.sqrt(var), mu=mu, s=s)
 
     def predict_batch(self, template_idx: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Member probabilities [K, N] for scaled features x [N, F]: batch throughput."""
+        """Every member's (mu, s) of log cost, [K, N, 2], for scaled features x [N, F]: batch
+        throughput, and the validation figures of a training."""
         h = np.einsum("nf,fkh->knh", x, self._w1x.astype(np.float64)) \
             + self._bias1[template_idx].transpose(1, 0, 2)
         np.maximum(h, 0.0, out=h)
         h = np.matmul(h, self._w2) + self._b2[:, None, :]
         np.maximum(h, 0.0, out=h)
-        logits = np.einsum("knh,kh->kn", h, self._w3) + self._b3[:, None]
-        return 1.0 / (1.0 + np.exp(-logits))
+        heads = np.einsum("knh,khj->knj", h, self._w3) + self._b3[:, None, :]
+        mu = self._center + self._spread * heads[..., 0]
+        s = self._spread * (np.logaddexp(0.0, heads[..., 1]) + dist.S_MIN)
+        return np.stack([mu, s], axis=-1)
 
 
 class ModelCache:
@@ -209,6 +243,9 @@ def load(path: str | os.PathLike[str]) -> ModelFile:
     fmt, digest, length = _HEADER.unpack(head)
     if fmt > FORMAT:
         raise ModelError(f"model {path} has format {fmt}, newer than this router ({FORMAT})")
+    if fmt < FORMAT:
+        raise ModelError(f"model {path} predicts no cost distribution (format {fmt}): retrain "
+                         f"it with `router train` or `router retrain --full`")
     payload = data[len(MAGIC) + _HEADER.size:]
     if len(payload) != length:
         raise ModelError(f"model {path} is truncated ({len(payload)} of {length} bytes)")

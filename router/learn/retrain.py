@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from router.learn import dataset, modelfile
+from router.learn import dataset, modelfile, verdict
 from router.learn.dataset import Dataset
 from router.errors import RouterError
 from router.learn.modelfile import ModelFile
@@ -51,7 +51,9 @@ class Outcome:
         acc = "" if self.candidate_accuracy is None else (
             f" (candidate {self.candidate_accuracy:.3f} vs current "
             f"{'-' if self.current_accuracy is None else f'{self.current_accuracy:.3f}'})")
-        return (f"{'promoted' if self.promoted else 'not promoted'} {self.version or ''}: "
+        head = ("promoted" if self.promoted else "not promoted") + (
+            f" {self.version}" if self.version else "")
+        return (f"{head}: "
                 f"{self.reason}{acc}; {self.new_runs} new runs, {self.reservoir} from the "
                 f"reservoir, {self.holdout} held out, {self.seconds:.1f}s")
 
@@ -59,7 +61,10 @@ class Outcome:
 @contextmanager
 def exclusive(path: str) -> Iterator[None]:
     """At most one retrain at a time; a second one gives up at once."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise RouterError(f"cannot open the retrain lock {path}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -70,25 +75,26 @@ def exclusive(path: str) -> Iterator[None]:
         os.close(fd)
 
 
-def accuracy(model: ModelFile | None, data: Dataset) -> float:
+def accuracy(model: ModelFile | None, data: Dataset, p_cut: float = verdict.DEFAULT_CUT) -> float:
     """Share of runs whose over/under the model called right; unknown templates count wrong."""
     if model is None or not len(data):
         return 0.0
     right = 0
-    for t, f, y in zip(data.templates, data.features, data.labels):
+    for t, f, y, th in zip(data.templates, data.features, data.labels, data.thresholds):
         if t in model.index and len(f) == model.n_features[model.index[t]]:
-            right += int((model.predict(t, f).p_over >= 0.5) == bool(y))
+            right += int(verdict.called_over(model.predict(t, f, th).p_over, p_cut) == bool(y))
     return right / len(data)
 
 
 def gate(candidate: ModelFile, current: ModelFile | None, holdout: Dataset,
-         margin: float) -> tuple[bool, str, float | None, float | None]:
+         margin: float, p_cut: float = verdict.DEFAULT_CUT
+         ) -> tuple[bool, str, float | None, float | None]:
     """Promote unless the candidate is worse than the current model by more than margin."""
     if current is None:
         return True, "no current model", None, None
     if not len(holdout):
         return True, "no recent jobs to hold out", None, None
-    cand, cur = accuracy(candidate, holdout), accuracy(current, holdout)
+    cand, cur = accuracy(candidate, holdout, p_cut), accuracy(current, holdout, p_cut)
     if cand + margin < cur:
         return False, f"worse than current by {cur - cand:.3f} > margin {margin}", cand, cur
     return True, "not worse than current", cand, cur
@@ -102,8 +108,9 @@ def _split_holdout(new: Dataset, size: int) -> tuple[Dataset, Dataset]:
 
 
 def promote_or_reject(candidate: ModelFile, current: ModelFile | None, holdout: Dataset,
-                      margin: float, model_path: str) -> tuple[bool, str, float | None, float | None]:
-    ok, why, cand, cur = gate(candidate, current, holdout, margin)
+                      margin: float, model_path: str, p_cut: float = verdict.DEFAULT_CUT
+                      ) -> tuple[bool, str, float | None, float | None]:
+    ok, why, cand, cur = gate(candidate, current, holdout, margin, p_cut)
     if ok:
         modelfile.save(candidate, model_path)
         log.warning("model %s promoted: %s", candidate.version, why)
@@ -118,7 +125,7 @@ def retrain(store: Store, policy: Policy, model_path: str, *, full: bool = False
             opts: TrainOptions | None = None) -> Outcome:
     """One retrain, incremental unless full or there is no model yet."""
     start = time.perf_counter()
-    opts = opts or TrainOptions()
+    opts = opts or TrainOptions(p_cut=verdict.cut(policy))
     current = modelfile.load(model_path) if os.path.exists(model_path) else None
     incremental = current is not None and not full
     watermark = current.meta.get("watermark", 0) if incremental else 0
@@ -134,14 +141,19 @@ def retrain(store: Store, policy: Policy, model_path: str, *, full: bool = False
                     extra_meta={"retrain": "incremental" if incremental else "full"})
     candidate.meta["watermark"] = max(new.seqs)
     ok, why, cand, cur = promote_or_reject(candidate, current, holdout,
-                                           policy.retrain["margin"], model_path)
+                                           policy.retrain["margin"], model_path,
+                                           verdict.cut(policy))
     return Outcome(ok, why, cand, cur, len(new), len(old), len(holdout),
                    time.perf_counter() - start, candidate.version)
 
 
 def run(store_path: str, policy: Policy, model_path: str, *, full: bool = False,
         opts: TrainOptions | None = None) -> Outcome:
-    """The command: under the lock, against the store at store_path."""
+    """The command: under the lock, against the store at store_path. A machine with no history
+    yet (the timer's first runs) is told so in the outcome's one line, not by a failure."""
+    if not os.path.exists(store_path):
+        return Outcome(False, f"no history at {store_path} yet: nothing to learn from", None,
+                       None, 0, 0, 0, 0.0, None)
     lock = policy.retrain["lock"] or model_path + ".lock"
     with exclusive(lock), Store(store_path) as store:
         return retrain(store, policy, model_path, full=full, opts=opts)

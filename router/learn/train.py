@@ -3,9 +3,11 @@
 An epoch is `lax.scan` over batches inside one `jax.jit`, so Python dispatch does not bound the
 speed; every ensemble member is trained at once on stacked parameters; the batch axis is
 sharded over a `Mesh` of the devices used (on a GPU or TPU, all of them; on the CPU one by
-default, since sharding over forced host devices only made the CPU slower here). Classes are
+default, since sharding over forced host devices only made the CPU slower here). The loss is
+the negative log-likelihood of each run's log cost under each member's logistic, censored for
+runs that only bound it (see `encoding.Observations`); runs over and under their threshold are
 weighted so that a rare "expensive" class still counts; training stops early on a validation
-split; a seed makes it deterministic.
+split of distinct inputs; a seed makes it deterministic.
 """
 
 from __future__ import annotations
@@ -25,10 +27,15 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from router.learn import verdict
 from router.learn.dataset import Dataset
 from router.errors import DataError
-from router.learn.model import Arch, ensemble_logits, from_arrays, graph, init_members, to_arrays
-from router.learn.modelfile import ModelFile, expected_calibration_error, slog
+from router.learn.distribution import S_MIN
+from router.learn.model import Arch, ensemble_heads, from_arrays, graph, init_members, to_arrays
+from router.learn import evaluate
+from router.learn.encoding import (ABOVE, EXACT, Layout, class_weights, encode, groups, layout,
+                                   log_cost_scale, observations)
+from router.learn.modelfile import ModelFile
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,7 @@ class TrainOptions:
     progress: bool = False
     min_steps: int = 3000          # small data sets get more epochs, not fewer updates
     epochs: int | None = None      # train exactly this many epochs, no early stopping
+    p_cut: float = verdict.DEFAULT_CUT   # the policy's route.p_over: what counts as a call of over
 
 
 def pick_devices(count: int | None) -> list[Any]:
@@ -59,63 +67,6 @@ def pick_devices(count: int | None) -> list[Any]:
     if count > len(devices):
         raise DataError(f"asked for {count} devices, JAX sees {len(devices)}")
     return devices[:count]
-
-
-def scaling(data: Dataset, templates: list[str], width: int,
-            base: ModelFile | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-template mean and spread of slog(features); a base model's are kept as they were."""
-    mean = np.zeros((len(templates), width))
-    scale = np.ones((len(templates), width))
-    by_t: dict[str, list[tuple[float, ...]]] = {}
-    for t, f in zip(data.templates, data.features):
-        by_t.setdefault(t, []).append(f)
-    for i, t in enumerate(templates):
-        if base is not None and t in base.index:
-            j, n = base.index[t], base.n_features[base.index[t]]
-            mean[i, :n], scale[i, :n] = base.mean[j, :n], base.scale[j, :n]
-        elif t in by_t:
-            x = slog(np.asarray(by_t[t], dtype=float))
-            n = x.shape[1]
-            mean[i, :n] = x.mean(axis=0)
-            scale[i, :n] = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
-    return mean, scale
-
-
-def encode(data: Dataset, model: ModelFile | Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled, padded features [N, F] and template indices [N]."""
-    index = model.index
-    t_idx = np.array([index[t] for t in data.templates], dtype=np.int32)
-    x = np.zeros((len(data), model.width), dtype=np.float32)
-    for row, (i, f) in enumerate(zip(t_idx, data.features)):
-        n = len(f)
-        if n:
-            x[row, :n] = (slog(np.asarray(f, dtype=float)) - model.mean[i, :n]) / model.scale[i, :n]
-    return x, t_idx
-
-
-def _template_info(data: Dataset, base: ModelFile | None) -> tuple[list[str], list[float], list[int]]:
-    templates = list(base.templates) if base else []
-    thresholds = list(base.thresholds) if base else []
-    n_features = list(base.n_features) if base else []
-    known = set(templates)
-    latest: dict[str, tuple[float, int]] = {}
-    for t, f, th in zip(data.templates, data.features, data.thresholds):
-        if t in latest and latest[t][1] != len(f):
-            raise DataError(f"template {t!r} has runs with {latest[t][1]} and {len(f)} features")
-        latest[t] = (th, len(f))
-    for t, (th, n) in latest.items():
-        if t not in known:
-            templates.append(t)
-            thresholds.append(th)
-            n_features.append(n)
-            known.add(t)
-        else:
-            i = templates.index(t)
-            thresholds[i] = th
-            if n_features[i] != n:
-                raise DataError(f"model for other features: template {t!r} has "
-                                f"{n_features[i]} features in the model, {n} in the data")
-    return templates, thresholds, n_features
 
 
 def _cost_means(data: Dataset, templates: list[str]) -> dict[str, list[float]]:
@@ -130,10 +81,26 @@ def _cost_means(data: Dataset, templates: list[str]) -> dict[str, list[float]]:
             for t, s in sums.items()}
 
 
-def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = int(n * fraction) if n >= 20 else 0
-    return order[n_val:], order[:n_val]
+def _split(group: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation rows, split by distinct input: a repeated input (the same
+    `INPUT | LABEL` line 500 times) on both sides would let validation see its own training
+    rows, and early stopping would never see the model get worse. Fewer than 20 distinct
+    inputs: no validation split (a figure from two held-out rows says nothing)."""
+    distinct = np.unique(group)
+    n_val = int(len(distinct) * fraction) if len(distinct) >= 20 else 0
+    held = np.random.default_rng(seed).permutation(distinct)[:n_val]
+    is_val = np.isin(group, held)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _collapse(group: np.ndarray, rows: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Identical observations of one input as one row weighing as many: the same gradient,
+    fewer rows per epoch (label lines repeat; measured costs almost never do)."""
+    x, t, z, kind, w = rows
+    keys = np.stack([group.astype(np.float64), kind.astype(np.float64), z.astype(np.float64)], 1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    weight = np.bincount(inverse.ravel(), weights=w, minlength=len(first)).astype(np.float32)
+    return x[first], t[first], z[first], kind[first], weight
 
 
 def _enable_compile_cache() -> None:
@@ -162,16 +129,46 @@ def _batch_rows(a: jax.Array, mesh: Mesh | None) -> jax.Array:
         a, NamedSharding(mesh, P(None, "data")))
 
 
+@dataclass(frozen=True)
+class Compiled:
+    """The jitted functions of one architecture, learning rate, batch and chunk. A row is
+    (x, template, z, kind, weight): see `encoding.Observations`."""
+
+    tx: optax.GradientTransformation
+    epochs: Any     # (states, opt_state, perms, *rows) -> (states, opt_state, last loss)
+    loss: Any       # (states, *rows) -> mean negative log-likelihood
+    init: Any       # (keys) -> stacked member states
+    p_over: Any     # (states, x, t, log_threshold) -> the ensemble's p_over [N]
+
+
+def nll(heads: jax.Array, z: jax.Array, kind: jax.Array) -> jax.Array:
+    """Negative log-likelihood of each observation under each member's logistic: the density
+    of a measured log cost, or the probability of the side of a bound (censored)."""
+    mu, s = heads[..., 0], jax.nn.softplus(heads[..., 1]) + S_MIN
+    u = (z - mu) / s
+    exact = u + jnp.log(s) + 2.0 * jax.nn.softplus(-u)
+    return jnp.where(kind == EXACT, exact, jnp.where(kind == ABOVE, jax.nn.softplus(u),
+                                                     jax.nn.softplus(-u)))
+
+
+def ensemble_p_over(heads: jax.Array, log_threshold: jax.Array) -> jax.Array:
+    """The same combination of members as the fast path (distribution.combine)."""
+    mus, scales = heads[..., 0], jax.nn.softplus(heads[..., 1]) + S_MIN
+    mu = mus.mean(axis=0)
+    s = jnp.sqrt((scales ** 2).mean(axis=0) + 3.0 / math.pi ** 2 * mus.var(axis=0))
+    return jax.nn.sigmoid((mu - log_threshold) / s)
+
+
 @functools.lru_cache(maxsize=8)
 def _compiled(arch: Arch, lr: float, batch: int, chunk: int,
-              mesh: Mesh | None = None) -> tuple[Any, ...]:
+              mesh: Mesh | None = None) -> Compiled:
     """The jitted functions for one architecture: built once per process, not per fit."""
     graphdef = graph(arch)
     tx = optax.adam(lr)
 
-    def loss_fn(states: Any, x: jax.Array, t: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
-        logits = ensemble_logits(graphdef, states, x, t)
-        per = optax.sigmoid_binary_cross_entropy(logits, y[None, :]) * w[None, :]
+    def loss_fn(states: Any, x: jax.Array, t: jax.Array, z: jax.Array, kind: jax.Array,
+                w: jax.Array) -> jax.Array:
+        per = nll(ensemble_heads(graphdef, states, x, t), z[None, :], kind[None, :]) * w[None, :]
         return per.sum() / jnp.maximum(w.sum(), 1.0)   # summed over members: separate grads
 
     def step(carry: Any, rows: tuple[jax.Array, ...]) -> tuple[Any, jax.Array]:
@@ -180,27 +177,27 @@ def _compiled(arch: Arch, lr: float, batch: int, chunk: int,
         updates, opt_state = tx.update(grads, opt_state, states)
         return (optax.apply_updates(states, updates), opt_state), loss
 
-    def epochs(states: Any, opt_state: Any, perms: jax.Array, x: jax.Array, t: jax.Array,
-               y: jax.Array, w: jax.Array) -> tuple[Any, Any, jax.Array]:
+    def epochs(states: Any, opt_state: Any, perms: jax.Array,
+               *rows: jax.Array) -> tuple[Any, Any, jax.Array]:
         """One epoch per row of `perms` [chunk, n], each one lax.scan over the batches of the
         set shuffled by it. The shuffles come from the host: `jax.random.permutation` sorts,
         and on the CPU it took 30 ms for 65k rows, more than a whole epoch at batch 4096."""
-        n = x.shape[0]
+        n = rows[0].shape[0]
 
         def epoch(carry: Any, perm: jax.Array) -> tuple[Any, jax.Array]:
             batches = tuple(_batch_rows(a[perm].reshape(n // batch, batch, *a.shape[1:]), mesh)
-                            for a in (x, t, y, w))
+                            for a in rows)
             carry, losses = jax.lax.scan(step, carry, batches)
             return carry, losses.mean()
 
         (states, opt_state), losses = jax.lax.scan(epoch, (states, opt_state), perms)
         return states, opt_state, losses[-1]
 
-    def probs(states: Any, x: jax.Array, t: jax.Array) -> jax.Array:
-        return jax.nn.sigmoid(ensemble_logits(graphdef, states, x, t))
+    def p_over(states: Any, x: jax.Array, t: jax.Array, log_threshold: jax.Array) -> jax.Array:
+        return ensemble_p_over(ensemble_heads(graphdef, states, x, t), log_threshold)
 
-    return (graphdef, tx, jax.jit(epochs), jax.jit(loss_fn),
-            jax.jit(functools.partial(init_members, arch)), jax.jit(probs))
+    return Compiled(tx, jax.jit(epochs), jax.jit(loss_fn),
+                    jax.jit(functools.partial(init_members, arch)), jax.jit(p_over))
 
 
 class Trainer:
@@ -215,39 +212,41 @@ class Trainer:
         self.mesh = Mesh(np.array(self.devices), ("data",))
         self.replicated = NamedSharding(self.mesh, P())
         self.rows = NamedSharding(self.mesh, P("data"))
-        _, self.tx, _, _, init, self._probs = _compiled(arch, opts.learning_rate, 1, 1)
+        self.base = _compiled(arch, opts.learning_rate, 1, 1)
         keys = jax.random.split(jax.random.key(opts.seed), arch.members)
-        self.states = init(keys)
+        self.states = self.base.init(keys)
 
-    def fit(self, x: np.ndarray, t: np.ndarray, y: np.ndarray, w: np.ndarray,
+    def fit(self, rows: tuple[np.ndarray, ...],
             val: tuple[np.ndarray, ...] | None) -> dict[str, Any]:
-        """Train; with `val`, stop early, but never before `min_steps` updates (on a few hundred
-        runs of several templates one shared validation error can stop before a hard template,
-        a band, is learned), and keep the states of epoch max(best, that floor): the model a
-        refit of that many epochs makes, so the validation figures describe it."""
-        n = len(y)
+        """Train; with `val`, stop early, but never before `min_steps` updates or half the epoch
+        cap, whichever comes first (on a few hundred runs of several templates one shared
+        validation error can stop before a hard template, a band, is learned), and keep the
+        states of epoch max(best, that floor): the model a refit of that many epochs makes, so
+        the validation figures describe it. `rows` are (x, t, z, kind, w), `val` the same plus
+        (log_threshold, label)."""
+        n = len(rows[0])
         ndev = len(self.devices)
         batch = max(ndev, min(self.opts.batch, n) // ndev * ndev)
-        x, t, y, w = _padded((-n) % batch, x, t, y, w)
-        steps_per_epoch = len(y) // batch
-        floor = min(self.opts.max_epochs, max(3, -(-self.opts.min_steps // steps_per_epoch)))
+        rows = tuple(_padded((-n) % batch, *rows))
+        steps_per_epoch = len(rows[0]) // batch
+        floor = min(self.opts.max_epochs // 2, max(3, -(-self.opts.min_steps // steps_per_epoch)))
         patience = -(-self.opts.patience // steps_per_epoch)
         epochs = self.opts.epochs or (self.opts.max_epochs if val is not None else floor)
         chunk = max(1, min(self.CHUNK, epochs, patience))   # looks at least once per patience
-        _, _, run, loss_fn, _, _ = _compiled(self.arch, self.opts.learning_rate, batch, chunk,
-                                             self.mesh if ndev > 1 else None)
-        xs, ts, ys, ws = (jax.device_put(a, self.rows) for a in (x, t, y, w))
+        run = _compiled(self.arch, self.opts.learning_rate, batch, chunk,
+                        self.mesh if ndev > 1 else None).epochs
+        placed = [jax.device_put(a, self.rows) for a in rows]
         states = jax.device_put(self.states, self.replicated)
-        opt_state = self.tx.init(states)
+        opt_state = self.base.tx.init(states)
         shuffles = np.random.default_rng(self.opts.seed + 1)
         best, best_states, since_best, epoch, best_epoch = (math.inf, math.inf), states, 0, 0, 0
         floor_states, floor_epoch = states, 0
         vals = [jax.device_put(a, self.replicated) for a in val] if val is not None else None
         while epoch < epochs:
-            perms = np.stack([shuffles.permutation(len(y)) for _ in range(chunk)])
+            perms = np.stack([shuffles.permutation(len(rows[0])) for _ in range(chunk)])
             states, opt_state, loss = run(states, opt_state,
                                           jax.device_put(perms.astype(np.int32), self.replicated),
-                                          xs, ts, ys, ws)
+                                          *placed)
             epoch += chunk
             score = self._score(states, vals, loss)
             if score < best:
@@ -275,69 +274,14 @@ class Trainer:
     def _score(self, states: Any, vals: list[jax.Array] | None, loss: jax.Array) -> tuple:
         """Validation error first (it is what routing gets wrong), loss to break ties: loss
         alone stops too early on small, nearly noiseless sets, where confident boundaries
-        cost loss on one held-out run but route better."""
+        cost loss on one held-out run but route better. The loss counts to 1e-3: on separable
+        data it falls forever by less, and would never let early stopping stop."""
         if vals is None:
             return (0.0, float(loss))
-        x, t, y, w = vals
-        p = self._probs(states, x, t).mean(axis=0)
-        err = float(jnp.mean((p >= 0.5) != (y == 1)))
-        _, _, _, loss_fn, _, _ = _compiled(self.arch, self.opts.learning_rate, 1, 1)
-        return (round(err, 6), float(loss_fn(states, x, t, y, w)))
-
-    def probabilities(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        x, t = (jax.device_put(a, self.replicated) for a in (x, t))
-        return np.asarray(self._probs(self.states, x, t))
-
-
-SOFT_SCALE = 0.1    # log-cost distance from the threshold that makes a label ~73% sure
-
-
-def targets(data: Dataset) -> np.ndarray:
-    """What each run teaches: how far its measured cost was over or under its threshold, as a
-    probability. A run at 0.9x the threshold is a weak "under", a run at 2x a sure "over":
-    near the threshold, where one measurement is a coin toss, runs weigh little. Runs without a
-    cost (`INPUT | LABEL` lines) teach their label."""
-    y = np.asarray(data.labels, dtype=np.float32)
-    cost = np.asarray(data.costs, dtype=np.float64)
-    threshold = np.asarray(data.thresholds, dtype=np.float64)
-    ok = np.isfinite(cost) & np.isfinite(threshold) & (cost > 0) & (threshold > 0)
-    soft = 1.0 / (1.0 + np.exp(-(np.log(np.where(ok, cost, 1.0)) -
-                                 np.log(np.where(ok, threshold, 1.0))) / SOFT_SCALE))
-    return np.where(ok, soft, y).astype(np.float32)
-
-
-def class_weights(y: np.ndarray) -> np.ndarray:
-    pos = y.sum()
-    neg = len(y) - pos
-    if pos == 0 or neg == 0:
-        return np.ones(len(y), dtype=np.float32)
-    return np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * neg)).astype(np.float32)
-
-
-@dataclass
-class Layout:
-    """Templates, their thresholds and feature counts, and the feature scaling of a model."""
-
-    templates: list[str]
-    thresholds: list[float]
-    n_features: list[int]
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @property
-    def width(self) -> int:
-        return int(self.mean.shape[1])
-
-    @property
-    def index(self) -> dict[str, int]:
-        return {t: i for i, t in enumerate(self.templates)}
-
-
-def layout(data: Dataset, base: ModelFile | None) -> Layout:
-    templates, thresholds, n_features = _template_info(data, base)
-    width = max([*n_features, base.width if base else 0, 1])
-    mean, scale = scaling(data, templates, width, base)
-    return Layout(templates, thresholds, n_features, mean, scale)
+        x, t, z, kind, w, log_t, y = vals
+        p = self.base.p_over(states, x, t, log_t)
+        err = float(jnp.mean(verdict.called_over(p, self.opts.p_cut) != (y == 1)))
+        return (round(err, 6), round(float(self.base.loss(states, x, t, z, kind, w)), 3))
 
 
 def _warm_start(trainer: Trainer, base: ModelFile, shell: Layout) -> None:
@@ -363,47 +307,59 @@ def _trainer(arch: Arch, opts: TrainOptions, base: ModelFile | None, shell: Layo
     return trainer
 
 
+def _base_shape(opts: TrainOptions, base: ModelFile | None) -> TrainOptions:
+    """An incremental fit keeps the base model's members and sizes."""
+    if base is None:
+        return opts
+    w1, embed = base.weights["w1"], base.weights["embed"]
+    return TrainOptions(**{**opts.__dict__, "members": w1.shape[0], "hidden": w1.shape[2],
+                           "embed_dim": embed.shape[2]})
+
+
 def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
         extra_meta: dict[str, Any] | None = None) -> ModelFile:
     """Train a model on `data`; with `base`, start from its weights (incremental)."""
     if len(data) == 0:
         raise DataError("no training samples")
     shell = layout(data, base)
-    if base is not None:
-        w1, embed = base.weights["w1"], base.weights["embed"]
-        opts = TrainOptions(**{**opts.__dict__, "members": w1.shape[0], "hidden": w1.shape[2],
-                               "embed_dim": embed.shape[2]})
+    opts = _base_shape(opts, base)
     arch = Arch(len(shell.templates), shell.width, opts.embed_dim, opts.hidden, opts.members)
     x, t = encode(data, shell)
     y = np.asarray(data.labels, dtype=np.float32)
-    soft = targets(data)
-    train_idx, val_idx = _split(len(y), opts.val_fraction, opts.seed)
+    center, spread = log_cost_scale(data, base)
+    obs = observations(data, center, spread)
+    group = groups(data)
+    train_idx, val_idx = _split(group, opts.val_fraction, opts.seed)
+
+    def rows(idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        return x[idx], t[idx], obs.z[idx], obs.kind[idx], class_weights(y[idx])
+
     trainer = _trainer(arch, opts, base, shell)
     val = None
     if len(val_idx):
-        val = (x[val_idx], t[val_idx], y[val_idx], class_weights(y[val_idx]))
-    info = trainer.fit(x[train_idx], t[train_idx], soft[train_idx], class_weights(y[train_idx]),
-                       val)
-    check = val_idx if len(val_idx) else train_idx
-    p = trainer.probabilities(x[check], t[check]).mean(axis=0)
+        val = (*rows(val_idx), obs.log_threshold[val_idx], y[val_idx])
+    info = trainer.fit(_collapse(group[train_idx], rows(train_idx)), val)
+    meta = {"log_cost": [center, spread], "cost_means": _cost_means(data, shell.templates)}
+    figures = evaluate.figures(_model(trainer, shell, meta), data.subset(val_idx), opts.p_cut)
     if len(val_idx):   # the split chose the epochs; the model itself learns from every run
         refit = TrainOptions(**{**opts.__dict__, "epochs": max(info["chosen_epoch"], 1)})
         trainer = _trainer(arch, refit, base, shell)
-        trainer.fit(x, t, soft, class_weights(y), None)
-    weights = {k: np.asarray(v, dtype=np.float64) for k, v in to_arrays(trainer.states).items()}
-    meta = {
+        trainer.fit(_collapse(group, rows(np.arange(len(y)))), None)
+    meta.update({
         "arch": arch.__dict__, "samples": len(y), "train_samples": int(len(train_idx)),
-        "val_samples": int(len(val_idx)),
-        "val_accuracy": float(((p >= 0.5) == (y[check] == 1)).mean()),
-        "calibration_error": expected_calibration_error(p, y[check]),
+        "val_samples": int(len(val_idx)), **figures,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "jax_version": jax.__version__, "devices": [str(d) for d in trainer.devices],
-        "seed": opts.seed, "cost_means": _cost_means(data, shell.templates),
-        "generation": (base.meta.get("generation", 0) + 1) if base else 1,
+        "seed": opts.seed, "generation": (base.meta.get("generation", 0) + 1) if base else 1,
         "watermark": max(data.seqs, default=0), **info, **(extra_meta or {}),
-    }
+    })
     if base is not None:
         meta["cost_means"] = {**base.meta.get("cost_means", {}), **meta["cost_means"]}
         meta["watermark"] = max(meta["watermark"], base.meta.get("watermark", 0))
+    return _model(trainer, shell, meta)
+
+
+def _model(trainer: Trainer, shell: Layout, meta: dict[str, Any]) -> ModelFile:
+    weights = {k: np.asarray(v, dtype=np.float64) for k, v in to_arrays(trainer.states).items()}
     return ModelFile(weights, shell.templates, shell.thresholds, shell.n_features,
-                     shell.mean, shell.scale, meta)
+                     shell.mean, shell.scale, dict(meta))

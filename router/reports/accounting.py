@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from router.learn import verdict
 from router.policy import Policy
 
 
@@ -44,14 +45,14 @@ def summary(rows: list[dict[str, Any]], policy: Policy) -> dict[str, Any]:
         m["jobs"] += 1
         m["cpu_s"] += (r["cpu_user_s"] or 0) + (r["cpu_sys_s"] or 0)
         m["cost"] += paid
-        truth = ref > (r.get("threshold") or policy.threshold_for(r["argv"]))
+        truth = verdict.was_over(ref, verdict.run_threshold(r, policy))
         totals["actual"] += paid
         totals["always_fast"] += price(policy, over, ref)
         totals["always_cheap"] += price(policy, under, ref)
         totals["oracle"] += price(policy, over if truth else under, ref)
         templates[r["template"]] += paid
         if r.get("p_over") is not None:
-            predicted = r["p_over"] >= policy.route["p_over"]
+            predicted = verdict.called_over(r["p_over"], verdict.cut(policy))
             confusion[("t" if predicted == truth else "f") + ("p" if predicted else "n")] += 1
     judged = sum(confusion.values())
     return {

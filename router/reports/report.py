@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 from router import atomic  # noqa: E402
 
 from router.reports import accounting as usage  # noqa: E402
+from router.learn import verdict  # noqa: E402
 from router.policy import Policy  # noqa: E402
 
 STYLE = """
@@ -113,8 +114,8 @@ def _accuracy(jobs: list[dict[str, Any]], policy: Policy, s: dict[str, Any]) -> 
         right = np.zeros(len(x))
         for label, (truth, called) in kinds.items():
             sel = [r["time"] for r in judged
-                   if (r["cost"] > (r.get("threshold") or policy.threshold)) == truth
-                   and (r["p_over"] >= policy.route["p_over"]) == called]
+                   if verdict.was_over(r["cost"], verdict.run_threshold(r, policy)) == truth
+                   and verdict.called_over(r["p_over"], verdict.cut(policy)) == called]
             count, _ = np.histogram(sel, edges)
             ax1.bar(x, count, width, bottom=bottom, align="edge", label=label)
             bottom += count

@@ -68,7 +68,8 @@ def majority(train: dataset.Dataset, test: dataset.Dataset) -> np.ndarray:
 
 def score(model, train: dataset.Dataset, test: dataset.Dataset) -> dict[str, float]:
     y = np.array(test.labels)
-    p = np.array([model.predict(t, f).p_over for t, f in zip(test.templates, test.features)])
+    p = np.array([model.predict(t, f, THRESHOLD).p_over
+                  for t, f in zip(test.templates, test.features)])
     return {"model": float(((p >= 0.5) == y).mean()), "knn3": float((knn(train, test) == y).mean()),
             "majority": float((majority(train, test) == y).mean()), "n": len(y)}
 

@@ -14,20 +14,25 @@ from conftest import ROUTER
 from router.learn import modelfile
 from router.learn.dataset import Dataset, from_lines
 from router.errors import DataError, ModelError
-from router.learn.model import Arch, dense, ensemble_logits, from_arrays, graph, init_members
-from router.learn.train import TrainOptions, Trainer, encode, fit
+from router.learn import distribution as dist
+from router.learn.model import Arch, dense, ensemble_heads, from_arrays, graph, init_members
+from router.learn.encoding import encode
+from router.learn.train import TrainOptions, Trainer, fit
 
 FAST = TrainOptions(epochs=300, members=3)
 
 
-def toy(n: int = 120, seed: int = 0) -> Dataset:
+def toy(n: int = 120, seed: int = 0, noise: float = 0.0) -> Dataset:
+    """Two templates; with noise, each cost is off by a log-normal factor of that spread."""
     rng = np.random.default_rng(seed)
     data = Dataset()
     for _ in range(n):
         a = float(rng.uniform(1, 100))
-        data.add("/p {num}", (a,), int(a > 50), a / 1000, 0.05)
+        cost = a / 1000 * float(np.exp(rng.normal(0, noise)))
+        data.add("/p {num}", (a,), int(cost > 0.05), cost, 0.05)
         b, c = float(rng.uniform(1, 50)), float(rng.uniform(1, 50))
-        data.add("/q {num} {num}", (b, c), int(b * c > 600), b * c / 1e4, 0.05)
+        cost = b * c / 1e4 * float(np.exp(rng.normal(0, noise)))
+        data.add("/q {num} {num}", (b, c), int(cost > 0.05), cost, 0.05)
     return data
 
 
@@ -63,13 +68,20 @@ def test_fast_path_agrees_with_the_jax_forward(trained):
         __import__("jax").random.key(0), arch.members)), trained.weights)
     data = toy(40, seed=1)
     x, t = encode(data, trained)
-    jax_p = np.asarray(1 / (1 + jnp.exp(-ensemble_logits(graph(arch), states, x, t))))
+    heads = np.asarray(ensemble_heads(graph(arch), states, x, t), dtype=np.float64)
+    center, spread = trained.meta["log_cost"]
+    mus = center + spread * heads[..., 0]
+    scales = spread * (np.logaddexp(0.0, heads[..., 1]) + dist.S_MIN)
+    mu, s = dist.combine_arrays(mus, scales)
+    member_p = dist.p_over_arrays(mus, scales, np.log(0.05))
     for i in range(len(data)):
-        fast = trained.predict(data.templates[i], data.features[i])
-        assert abs(fast.p_over - jax_p[:, i].mean()) <= 1e-5
-        assert abs(fast.sd - jax_p[:, i].std()) <= 1e-5
+        fast = trained.predict(data.templates[i], data.features[i], 0.05)
+        assert fast.mu == pytest.approx(mu[i], abs=1e-4) and fast.s == pytest.approx(s[i], rel=1e-4)
+        assert abs(fast.p_over - dist.p_over(mu[i], s[i], 0.05)) <= 1e-4
+        assert abs(fast.sd - member_p[:, i].std()) <= 1e-4
     batch = trained.predict_batch(t, x)
-    np.testing.assert_allclose(batch, jax_p, atol=1e-5)
+    np.testing.assert_allclose(batch[..., 0], mus, atol=1e-4)
+    np.testing.assert_allclose(batch[..., 1], scales, rtol=1e-4)
 
 
 def test_model_file_roundtrip_and_refusals(trained, tmp_path):
@@ -124,26 +136,31 @@ def test_same_seed_same_model():
 
 def test_sharded_over_four_devices_matches_one(tmp_path):
     """Data-parallel over forced host devices gives the same model up to float tolerance: the
-    same probabilities to 1e-4. Weights get a looser bound: over 300 epochs Adam turns 1e-7
-    differences in a near-zero gradient into ~1e-2 in that weight, with no effect on the output."""
+    same predicted log cost to 0.05 (5% of a cost) and scale to 5%. The costs are noisy: on
+    noiseless ones the scales shrink to their floor, where the likelihood's gradient is so steep
+    that reduction-order differences of 1e-7 grew to 0.1 in log cost over 300 epochs (here: 60). Weights
+    get a looser bound: Adam turns such differences in a near-zero gradient into ~1e-2."""
     script = tmp_path / "shard.py"
     script.write_text(f"""
 import sys, numpy as np
 sys.path[:0] = [{os.path.dirname(__file__)!r}, {os.path.dirname(os.path.dirname(__file__))!r}]
 from test_model import toy, FAST
-from router.learn.train import encode, fit
+from router.learn.encoding import encode
+from router.learn.train import fit
 import jax
 assert len(jax.devices()) == 4, jax.devices()
 from router.learn.train import TrainOptions
-opts = TrainOptions(**{{**FAST.__dict__, "devices": 4, "batch": 64}})
-four = fit(toy(64), opts)
-ones = TrainOptions(**{{**FAST.__dict__, "devices": 1, "batch": 64}})
-one = fit(toy(64), ones)
+opts = TrainOptions(**{{**FAST.__dict__, "devices": 4, "batch": 64, "epochs": 60}})
+four = fit(toy(64, noise=0.1), opts)
+ones = TrainOptions(**{{**FAST.__dict__, "devices": 1, "batch": 64, "epochs": 60}})
+one = fit(toy(64, noise=0.1), ones)
 assert len(four.meta["devices"]) == 4
 x, t = encode(toy(200, seed=5), one)
-np.testing.assert_allclose(one.predict_batch(t, x), four.predict_batch(t, x), atol=1e-4)
+a, b = one.predict_batch(t, x), four.predict_batch(t, x)
+np.testing.assert_allclose(a[..., 0], b[..., 0], atol=5e-2)
+np.testing.assert_allclose(a[..., 1], b[..., 1], rtol=5e-2)
 for k in one.weights:
-    np.testing.assert_allclose(one.weights[k], four.weights[k], atol=2e-2)
+    np.testing.assert_allclose(one.weights[k], four.weights[k], atol=5e-2)
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from test_model import dense_grads
 rows = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P(None, "data"))
@@ -162,10 +179,10 @@ print("ok")
 
 
 def test_text_format_and_bad_lines():
-    data = from_lines(["4 | 0", "90 | 1", "", "# comment", "7|0"], None)
-    assert data.labels == [0, 1, 0] and data.templates[0] == "- {num}"
+    data = from_lines(["4 | 0", "90 | 1", "", "# comment", "7|0"], None, ["./prog"])
+    assert data.labels == [0, 1, 0] and data.templates[0].endswith("/prog {num}")
     with pytest.raises(DataError, match="line 2: label must be 0 or 1"):
-        from_lines(["4 | 0", "5 | maybe"], None)
+        from_lines(["4 | 0", "5 | maybe"], None, ["./prog"])
     with pytest.raises(DataError, match="line 1: expected"):
         from_lines(["no separator"], None)
     with pytest.raises(DataError, match="line 1: not JSON"):
@@ -175,12 +192,12 @@ def test_text_format_and_bad_lines():
 def test_train_and_predict_through_pipes(env, tmp_path):
     lines = "".join(f"{i} | {int(i > 50)}\n" for i in range(1, 101))
     r = subprocess.run(["sh", "-c", f"yes \"$(cat)\" | head -n 2000 | {' '.join(ROUTER)} train "
-                        "--data - --threshold 1 --epochs 200 --json"],
+                        "--data - --threshold 1 --json -- ./prog"],
                        input=lines, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["samples"] == 2000 * 100 // 100 and summary["val_accuracy"] > 0.9
-    p = subprocess.run([*ROUTER, "predict", "--json", "--threshold", "1", "--", "-"],
+    p = subprocess.run([*ROUTER, "predict", "--json", "--threshold", "1", "--", "./prog"],
                        input="3\n97\n50.5\n",
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -188,13 +205,14 @@ def test_train_and_predict_through_pipes(env, tmp_path):
     assert [o["argv"][-1] for o in out] == ["3", "97", "50.5"]
     assert out[0]["p_over"] < 0.5 < out[1]["p_over"]
     for o in out:
-        assert {"template", "p_over", "sd", "machine", "reason"} <= set(o)
+        assert {"template", "p_over", "sd", "cost_p50", "cost_p90", "machine", "reason"} <= set(o)
 
 
 def test_bad_data_keeps_the_old_model(env, tmp_path):
     model = tmp_path / "model.rmod"
     model.write_bytes(b"old")
-    r = subprocess.run([*ROUTER, "train", "--data", "-", "--threshold", "1"], input="1 | 0\n2 | x\n",
+    r = subprocess.run([*ROUTER, "train", "--data", "-", "--threshold", "1", "--", "./p"],
+                       input="1 | 0\n2 | x\n",
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "data line 2" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -205,4 +223,4 @@ def test_unknown_template_gets_the_policy_default(env):
     p = subprocess.run([*ROUTER, "predict", "--", "/bin/echo", "1"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.split("\t")[3:] == ["cheap", "no model\n"]
+    assert p.stdout.split("\t")[1:] == ["-", "-", "-", "-", "cheap", "no model\n"]
