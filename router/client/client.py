@@ -2,9 +2,10 @@
 
 A submit costs a Python start and one socket round trip. Conventions follow srun and sbatch:
 an attached job's output streams back and its exit code becomes ours (128+N for signal N);
-`--detach` prints the id and returns; `--parsable` prints only the id. With no daemon, the job
-is decided in-process with the same policy, model and history and runs here (said once on
-stderr), unless `--no-fallback`.
+`--parsable` prints only the id and returns (`--wait` stays attached); `--detach` says
+"Submitted job N". `--json` puts every event on stdout as one line and the job's output on
+stderr. The daemon is the first of router.paths.client_sockets() that answers; with none,
+the job fails (exit 125) unless `--here` asks to run it on this host.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from _socket import AF_UNIX, SO_PEERCRED, SOCK_CLOEXEC, SOCK_STREAM, SOL_SOCKET
 from _socket import socket as unix_socket
 TYPE_CHECKING = False   # typing itself costs ~13 ms at start-up; these are annotations only
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterator
     from typing import Any
 
 from router.client import protocol
 from router.errors import DaemonUnavailable, ProtocolError, RouterError
 
-XARGS_FAILED = 123   # like xargs: some of the --each jobs failed
+EXIT_ROUTER = RouterError.exit_code   # router itself failed: documented in `submit --help`
 
 
 def exit_code(exit_value: int | None) -> int:
@@ -84,6 +85,20 @@ class Connection:
         self.sock.close()
 
 
+def connect(paths: list[str] | str) -> Connection:
+    """The first of paths where a daemon answers; a socket we may not use is an error, not a
+    reason to look further (nor to run the job elsewhere)."""
+    if isinstance(paths, str):
+        paths = [paths]
+    missing = []
+    for path in paths:
+        try:
+            return Connection(path)
+        except DaemonUnavailable as exc:
+            missing.append(str(exc).removeprefix("no daemon at "))
+    raise DaemonUnavailable(f"no daemon at {', '.join(missing)}")
+
+
 def _write(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
@@ -115,12 +130,15 @@ class WholeLines:
 
 
 def submit_request(argv: list[str], tag: int = 0, *, detach: bool = False,
-                   dry_run: bool = False, env: bool = True, quiet: bool = False) -> dict[str, Any]:
+                   dry_run: bool = False, env: bool = True, quiet: bool = False,
+                   machine: str | None = None) -> dict[str, Any]:
     """A job runs in our cwd with our environment; env=False reuses the one sent before on
     this connection (--each sends it once). quiet: no "queued" event, for a caller that
     would drop it (one message and one wake-up less per job at a thousand jobs a second)."""
     req = {"op": "submit", "tag": tag, "argv": argv, "cwd": os.getcwd(), "detach": detach,
            "dry_run": dry_run, "quiet": quiet}
+    if machine:
+        req["machine"] = machine
     if env:
         req["env"] = dict(os.environ)
     return req
@@ -131,119 +149,73 @@ def _decision_line(ev: dict[str, Any]) -> str:
     return f"{ev['machine']}\t{p}\t{ev['reason']}"
 
 
-def submit(sock_path: str, argv: list[str], *, detach: bool = False, dry_run: bool = False,
-           as_json: bool = False, parsable: bool = False) -> int:
+def submit(socks: list[str] | str, argv: list[str], *, detach: bool = False,
+           dry_run: bool = False, as_json: bool = False, parsable: bool = False,
+           wait: bool = False, machine: str | None = None) -> int:
     """One job: stream its output (or print its id / decision); return its exit code."""
-    conn = Connection(sock_path)
+    conn = connect(socks)
+    leave = (detach or parsable) and not wait      # return once the job has an id
     try:
-        conn.send(submit_request(argv, detach=detach, dry_run=dry_run, quiet=not parsable))
+        conn.send(submit_request(argv, detach=leave, dry_run=dry_run, machine=machine,
+                                 quiet=not (detach or parsable or as_json)))
         for ev in conn.events():
             if ev.get("ok") is False:
                 raise ProtocolError(ev["error"])
             kind = ev.get("event")
+            if kind == "out":
+                _write(2 if as_json else ev["fd"], protocol.out_data(ev))
+                continue
+            if as_json:
+                print(protocol.dumps(ev), flush=True)
             if kind == "decision":
-                print(protocol.dumps(ev) if as_json else _decision_line(ev))
+                if not as_json:
+                    print(_decision_line(ev))
                 return 0
-            if kind == "queued" and (detach or parsable):
-                if parsable or not as_json:
-                    print(ev["id"] if parsable else f"Submitted job {ev['id']} to {ev['machine']}"
-                          f" ({ev['reason']})")
-                else:
-                    print(protocol.dumps(ev))
-                if detach:
+            if kind == "queued":
+                if parsable and not as_json:
+                    print(ev["id"], flush=True)
+                elif detach and not as_json:
+                    print(f"Submitted job {ev['id']} to {ev['machine']} ({ev['reason']})",
+                          flush=True)
+                if leave:
                     return 0
-            elif kind == "out":
-                _write(ev["fd"], protocol.out_data(ev))
             elif kind == "exit":
-                if as_json:
-                    print(protocol.dumps(ev), file=sys.stderr)
                 return exit_code(ev["exit"])
         raise ProtocolError("daemon closed the connection before the job ended")
     finally:
         conn.close()
 
 
-def submit_each(sock_path: str, cmd: list[str], lines: Iterable[str], *,
-                detach: bool = False, as_json: bool = False) -> int:
-    """One job per input line over one connection, like `xargs -L1` (exit 123 if any failed)."""
-    import shlex
-    import threading
-
-    conn = Connection(sock_path)
-    sent = {"count": 0, "done": False, "error": None}
-
-    def feed() -> None:
-        try:
-            for lineno, line in enumerate(lines, 1):
-                if line.strip():
-                    conn.send(submit_request(cmd + shlex.split(line), lineno, detach=detach,
-                                             env=sent["count"] == 0, quiet=True))
-                    sent["count"] += 1
-        except ValueError as exc:
-            sent["error"] = f"stdin line {lineno}: cannot parse {line.strip()!r}: {exc}"
-        except OSError as exc:
-            sent["error"] = str(exc)
-        finally:
-            sent["done"] = True
-            conn.send({"op": "ping", "tag": -1})   # marks the end of the requests
-
-    threading.Thread(target=feed, daemon=True).start()
-    finished, failed, ended = 0, 0, False
-    out = WholeLines()
-    try:
-        for ev in conn.events():
-            kind = ev.get("event")
-            if ev.get("tag") == -1:
-                ended = True
-            elif ev.get("ok") is False:
-                print(f"router submit: line {ev.get('tag')}: {ev['error']}", file=sys.stderr)
-                finished, failed = finished + 1, failed + 1
-            elif kind == "out":
-                out.write(ev["id"], ev["fd"], protocol.out_data(ev))
-            elif kind == "exit" or (kind == "queued" and detach):
-                out.end(ev["id"])
-                finished += 1
-                failed += kind == "exit" and ev["exit"] != 0
-                if as_json or (detach and kind == "queued"):
-                    print(protocol.dumps(ev) if as_json else ev["id"], flush=True)
-            if ended and finished >= sent["count"]:
-                break
-    finally:
-        conn.close()
-    if sent["error"]:
-        raise RouterError(sent["error"])
-    return XARGS_FAILED if failed else 0
-
-
 FAST_FLAGS = {"--detach": "detach", "--parsable": "parsable", "--dry-run": "dry_run",
-              "--json": "as_json", "--no-fallback": None}
+              "--json": "as_json", "--wait": "wait", "--no-fallback": None}
+FAST_VALUES = {"--socket": "socket", "-p": "machine", "--machine": "machine"}
 
 
 def fast_submit(argv: list[str]) -> int | None:
     """`router submit` without argparse (its import and parser cost ~20 ms of a submit).
     Returns None for anything but the plain flags, and when no daemon answers: the full
-    parser then handles help, errors and the in-process fallback."""
+    parser then handles help, errors, --each and --here."""
     opts: dict[str, Any] = {}
-    sock = None
     i = 0
     while i < len(argv) and argv[i] != "--":
         arg = argv[i]
         if arg in FAST_FLAGS:
             if FAST_FLAGS[arg]:
                 opts[FAST_FLAGS[arg]] = True
-        elif arg == "--socket" and i + 1 < len(argv):
-            sock, i = argv[i + 1], i + 1
+        elif arg in FAST_VALUES and i + 1 < len(argv):
+            opts[FAST_VALUES[arg]], i = argv[i + 1], i + 1
         else:
             return None
         i += 1
     cmd = argv[i + 1:]
     if not cmd:
         return None
+    sock = opts.pop("socket", None)
     if sock is None:
         from router import paths
-        sock = paths.socket()
+    socks = [sock] if sock else paths.client_sockets()
     try:
-        return submit(sock, cmd, **opts)
+        return submit(socks, cmd, **opts)
     except DaemonUnavailable:
         return None
     except RouterError as exc:
@@ -251,17 +223,18 @@ def fast_submit(argv: list[str]) -> int | None:
         return exc.exit_code
 
 
-def call(sock_path: str, msg: dict[str, Any]) -> dict[str, Any]:
-    conn = Connection(sock_path)
+
+def call(socks: list[str] | str, msg: dict[str, Any]) -> dict[str, Any]:
+    conn = connect(socks)
     try:
         return conn.call(msg)
     finally:
         conn.close()
 
 
-def follow(sock_path: str, job_id: int) -> int:
+def follow(socks: list[str] | str, job_id: int) -> int:
     """A job's output so far, then live until it ends, like `tail -f`; its exit code."""
-    conn = Connection(sock_path)
+    conn = connect(socks)
     try:
         conn.send({"op": "follow", "id": job_id})
         for ev in conn.events():

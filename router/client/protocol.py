@@ -2,14 +2,17 @@
 
 Requests (client -> daemon), each an object with "op":
 
-  ping                                      -> {"ok": true, "version", "pid"}
-  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool, tag int
+  ping                                      -> {"ok": true, "pid", "model"}
+  submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool, tag int,
+          machine str (optional: run there, refused unless the policy has that machine)
           (env may be left out: the connection's last env is used, or none before one)
           -> events, each with the request's "tag":
              {"event": "queued", "id", "machine", "reason", "p_over", "sd"}
                                                   (not for quiet, unless detach)
              {"event": "out", "id", "fd": 1|2, "data": base64}      (not for detach)
-             {"event": "exit", "id", "state", "exit", "cost"}        (not for detach)
+             {"event": "rerouted", "id", "machine", "reason"}  (its machine was down)
+             {"event": "exit", "id", "state", "exit", "cost", "machine", "wall_s"}
+                                                                    (not for detach)
           or, with dry_run, one {"event": "decision", ...} and nothing runs
   jobs    all bool                          -> {"ok": true, "jobs": [...]}
   status  id int                            -> {"ok": true, "job": {...}}
@@ -124,8 +127,12 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
             raise ProtocolError("env must map strings to strings")
         detach = bool(msg.get("detach"))
         # quiet or not, a detached job's caller gets its id from "queued"
+        machine = msg.get("machine")
+        if machine is not None and (not isinstance(machine, str) or not machine
+                                    or "\0" in machine):
+            raise ProtocolError("machine must be a machine's name")
         out.update(argv=argv, cwd=cwd, env=env, detach=detach, dry_run=bool(msg.get("dry_run")),
-                   quiet=bool(msg.get("quiet")) and not detach)
+                   quiet=bool(msg.get("quiet")) and not detach, machine=machine)
     elif op == "status" and msg.get("id") is None:
         out["id"] = None                     # the daemon's own status
     elif op in ("status", "cancel", "follow"):

@@ -157,9 +157,10 @@ class Dispatcher:
             if machine.fallback and machine.fallback != job.machine and not job.cancelled:
                 self._fall_back(job, machine, str(exc))
                 return
-            self._finish(job, None, "failed", f"{job.machine}: {exc}")
+            self._finish(job, None, "failed", f"{job.machine}: {exc}", exc.job_exit)
             return
-        self._finish(job, usage, "cancelled" if job.cancelled else "done", None)
+        self._finish(job, usage, "cancelled" if job.cancelled else
+                     "timed_out" if usage.timed_out else "failed" if usage.exit else "done", None)
 
     def _record_running(self, job: Job) -> None:
         """A job that ended before this was called has its end recorded instead: at a
@@ -180,7 +181,8 @@ class Dispatcher:
                   "reason": job.reason})
         self.queues[job.machine].put_nowait(job)
 
-    def _finish(self, job: Job, usage: Usage | None, state: str, error: str | None) -> None:
+    def _finish(self, job: Job, usage: Usage | None, state: str, error: str | None,
+                exit_value: int = 127) -> None:
         """The job's slot is free now; its exit event goes out once the history has it."""
         machine = self.machines[job.machine]
         fields: dict[str, Any] = {"state": state, "ended": time.time(), "machine": job.machine}
@@ -188,7 +190,7 @@ class Dispatcher:
             fields.update(usage.to_dict())
             fields["cost"] = round(usage.cpu_s * machine.speed, 6)
         else:
-            fields.update(exit=127 if state == "failed" else -15, stderr_tail=error)
+            fields.update(exit=exit_value if state == "failed" else -15, stderr_tail=error)
             if error:
                 self._output(job)(2, f"router: {error}\n".encode())
         self.spool.close(job)
@@ -200,7 +202,8 @@ class Dispatcher:
         if not written.cancelled() and written.exception() is not None:
             log.error("job %d: end not recorded: %s", job.id, written.exception())
         job.result = {"event": "exit", "id": job.id, "state": job.state, "exit": fields["exit"],
-                      "cost": fields.get("cost"), "machine": job.machine}
+                      "cost": fields.get("cost"), "machine": job.machine,
+                      "wall_s": fields.get("wall_s")}
         self.running.pop(job.id, None)
         self.on_finished(job, fields)
         job.emit(job.result)

@@ -94,6 +94,7 @@ class Daemon:
         self.store_path = os.path.abspath(store or d["store"] or paths.store())
         self.model_path = Path(os.path.abspath(model or d["model"] or paths.model()))
         self.socket_path = Path(os.path.abspath(sock or d["socket"] or paths.socket()))
+        self.socket_named = bool(sock or d["socket"])   # its directory must exist, not be made
         self.models = modelfile.ModelCache(self.model_path)
         self.model: modelfile.ModelFile | None = None
         self.stopping = asyncio.Event()
@@ -134,7 +135,7 @@ class Daemon:
             tasks.append(asyncio.create_task(self._watchdog(interval)))
         gc.freeze()   # what start-up built lives as long as we do: no collection scans it
         notify.ready()
-        log.warning("router daemon ready on %s (pid %d)", self.socket_path, os.getpid())
+        log.warning("ready on %s (pid %d)", self.socket_path, os.getpid())
         await self.stopping.wait()
         notify.stopping()
         server.close()
@@ -145,10 +146,12 @@ class Daemon:
         spawn.close()
         self.writer.close()
         self.socket_path.unlink(missing_ok=True)
-        log.warning("router daemon stopped")
+        log.warning("stopped")
 
     async def _listen(self) -> asyncio.AbstractServer:
         path = self.socket_path
+        if self.socket_named and not path.parent.is_dir():
+            raise RouterError(f"socket {path}: no directory {path.parent}")
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             probe = socket.socket(socket.AF_UNIX)
@@ -311,6 +314,11 @@ class Daemon:
         argv, cwd = req["argv"], req["cwd"]
         sh = shape(argv, cwd)
         d = decide(sh.template, sh.features, argv, self.model, self.policy)
+        if req["machine"] is not None:      # `submit -p NAME`: a machine of the policy only
+            if req["machine"] not in self.policy.machines:
+                raise ProtocolError(f"-p {req['machine']}: not a machine of the policy "
+                                    f"(it has {', '.join(self.policy.machines)})")
+            d.machine, d.reason = req["machine"], "forced by -p"
         decision_us = (time.perf_counter() - start) * 1e6
         if self.metrics is not None:
             self.metrics.decided(d, sh.template, decision_us / 1e6)

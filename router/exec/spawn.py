@@ -24,7 +24,7 @@ from router.exec.measure import Usage, exit_value
 from router.client import protocol
 from router.backends import JobSpec, OnOutput
 from router.exec.spawner import ENDED, FAILED, OUTPUT, RECORD, STARTED
-from router.errors import BackendError
+from router.errors import BackendError, NotExecutable
 
 log = logging.getLogger(__name__)
 
@@ -301,5 +301,5 @@ def _why(program: str, cwd: str | None, exc: BaseException) -> BackendError:
             return BackendError(f"working directory {cwd}: no such directory")
         return BackendError(f"{program}: no such program (in {cwd or '.'})")
     if isinstance(exc, PermissionError):
-        return BackendError(f"{program}: {exc.strerror}")
+        return NotExecutable(f"{program}: {exc.strerror}")
     return BackendError(f"cannot start {program}: {exc}")
