@@ -24,6 +24,7 @@ def add_daemon(p: argparse.ArgumentParser) -> None:
 
 
 def _each_options(args: argparse.Namespace) -> dict[str, object]:
+    from router.client.client import time_limit
     from router.client.each import EachOptions, Halt
     from router.errors import UsageError
     if args.retries < 0:
@@ -31,7 +32,8 @@ def _each_options(args: argparse.Namespace) -> dict[str, object]:
     return {"opts": EachOptions(detach=args.detach or args.parsable, dry_run=args.dry_run,
                                 as_json=args.json, machine=args.machine, bar=args.bar,
                                 joblog=args.joblog, resume_failed=args.resume_failed,
-                                retries=args.retries, halt=Halt.parse(args.halt))}
+                                retries=args.retries, halt=Halt.parse(args.halt),
+                                limit=time_limit(args.time) if args.time else None)}
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -47,7 +49,7 @@ def run_submit(args: argparse.Namespace) -> int:
     try:
         return client.submit(socks, args.cmd, detach=args.detach, dry_run=args.dry_run,
                              as_json=args.json, parsable=args.parsable, wait=args.wait,
-                             machine=args.machine)
+                             machine=args.machine, limit=args.time, after=args.after)
     except DaemonUnavailable as exc:
         if not args.here or args.detach or args.parsable or args.machine:
             raise DaemonUnavailable(f"{exc}: start one (`router daemon`), or pass --here to "
@@ -61,6 +63,10 @@ def add_submit(p: argparse.ArgumentParser) -> None:
     socket_arg(p)
     p.add_argument("-p", "--machine", metavar="NAME",
                    help="run on this machine of the policy, whatever the model says")
+    p.add_argument("-t", "--time", metavar="LIMIT", help="kill the job after it has run this "
+                   "long, recorded as timed_out (as Slurm: minutes, MM:SS, HH:MM:SS, D-HH:MM)")
+    p.add_argument("--after", metavar="ID[,ID]", help="queue the job once these jobs have "
+                   "ended done; if one did not, it never runs (recorded cancelled)")
     p.add_argument("--detach", action="store_true", help="print 'Submitted job N' and return")
     p.add_argument("--parsable", action="store_true",
                    help="print only the job id and return at once (like sbatch --parsable)")

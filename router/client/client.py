@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from router.client import protocol
-from router.errors import DaemonUnavailable, ProtocolError, RouterError
+from router.errors import DaemonUnavailable, ProtocolError, RouterError, UsageError
 
 EXIT_ROUTER = RouterError.exit_code   # router itself failed: documented in `submit --help`
 
@@ -129,9 +129,38 @@ class WholeLines:
                 _write(fd, rest)
 
 
+def time_limit(text: str) -> float:
+    """Slurm's --time spellings: MIN, MIN:SEC, H:MIN:SEC, D-H, D-H:MIN, D-H:MIN:SEC; in seconds."""
+    days, _, rest = text.rpartition("-") if "-" in text else ("", "", text)
+    try:
+        parts = [float(p) for p in rest.split(":")]
+        day = float(days) if days else 0.0
+    except ValueError:
+        parts, day = [], 0.0
+    if not parts or len(parts) > 3 or any(p < 0 for p in parts) or text.startswith("-"):
+        raise UsageError(f"--time {text!r}: expected minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]")
+    if days:          # after D-, the first field is hours
+        units = (3600.0, 60.0, 1.0)
+    else:
+        units = {1: (60.0,), 2: (60.0, 1.0), 3: (3600.0, 60.0, 1.0)}[len(parts)]
+    seconds = day * 86400 + sum(p * u for p, u in zip(parts, units))
+    if seconds <= 0:
+        raise UsageError(f"--time {text!r}: must be more than 0")
+    return seconds
+
+
+def job_ids(text: str) -> list[int]:
+    """--after 12,13 (and Slurm's afterok:12:13)."""
+    words = text.removeprefix("afterok:").replace(":", ",").split(",")
+    if not all(w.strip().isdigit() and int(w) > 0 for w in words):
+        raise UsageError(f"--after {text!r}: expected job ids, e.g. --after 12,13")
+    return [int(w) for w in words]
+
+
 def submit_request(argv: list[str], tag: int = 0, *, detach: bool = False,
                    dry_run: bool = False, env: bool = True, quiet: bool = False,
-                   machine: str | None = None) -> dict[str, Any]:
+                   machine: str | None = None, limit: float | None = None,
+                   after: list[int] | None = None) -> dict[str, Any]:
     """A job runs in our cwd with our environment; env=False reuses the one sent before on
     this connection (--each sends it once). quiet: no "queued" event, for a caller that
     would drop it (one message and one wake-up less per job at a thousand jobs a second)."""
@@ -139,6 +168,10 @@ def submit_request(argv: list[str], tag: int = 0, *, detach: bool = False,
            "dry_run": dry_run, "quiet": quiet}
     if machine:
         req["machine"] = machine
+    if limit:
+        req["time_limit"] = limit
+    if after:
+        req["after"] = after
     if env:
         req["env"] = dict(os.environ)
     return req
@@ -151,12 +184,16 @@ def _decision_line(ev: dict[str, Any]) -> str:
 
 def submit(socks: list[str] | str, argv: list[str], *, detach: bool = False,
            dry_run: bool = False, as_json: bool = False, parsable: bool = False,
-           wait: bool = False, machine: str | None = None) -> int:
+           wait: bool = False, machine: str | None = None, limit: str | None = None,
+           after: str | None = None) -> int:
     """One job: stream its output (or print its id / decision); return its exit code."""
+    seconds = time_limit(limit) if limit else None
+    deps = job_ids(after) if after else None
     conn = connect(socks)
     leave = (detach or parsable) and not wait      # return once the job has an id
     try:
         conn.send(submit_request(argv, detach=leave, dry_run=dry_run, machine=machine,
+                                 limit=seconds, after=deps,
                                  quiet=not (detach or parsable or as_json)))
         for ev in conn.events():
             if ev.get("ok") is False:
@@ -188,7 +225,8 @@ def submit(socks: list[str] | str, argv: list[str], *, detach: bool = False,
 
 FAST_FLAGS = {"--detach": "detach", "--parsable": "parsable", "--dry-run": "dry_run",
               "--json": "as_json", "--wait": "wait", "--no-fallback": None}
-FAST_VALUES = {"--socket": "socket", "-p": "machine", "--machine": "machine"}
+FAST_VALUES = {"--socket": "socket", "-p": "machine", "--machine": "machine", "--time": "limit",
+               "-t": "limit", "--after": "after"}
 
 
 def fast_submit(argv: list[str]) -> int | None:

@@ -53,10 +53,11 @@ class EachOptions:
 
     def __init__(self, *, detach: bool = False, dry_run: bool = False, as_json: bool = False,
                  machine: str | None = None, bar: bool = False, joblog: str | None = None,
-                 resume_failed: bool = False, retries: int = 0, halt: Halt | None = None):
+                 resume_failed: bool = False, retries: int = 0, halt: Halt | None = None,
+                 limit: float | None = None):
         self.detach, self.dry_run, self.as_json, self.machine = detach, dry_run, as_json, machine
         self.bar, self.joblog, self.resume_failed = bar, joblog, resume_failed
-        self.retries, self.halt = retries, halt or Halt()
+        self.retries, self.halt, self.limit = retries, halt or Halt(), limit
 
 
 def succeeded_lines(joblog: str) -> set[int]:
@@ -156,7 +157,7 @@ class _Each:
         o = self.opts
         return submit_request(self.argv[tag], tag, detach=o.detach, dry_run=o.dry_run,
                               env=first, quiet=not (o.halt.when or o.as_json),
-                              machine=o.machine)
+                              machine=o.machine, limit=o.limit)
 
     def feed(self, lines: Iterable[str]) -> None:
         import shlex

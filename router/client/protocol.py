@@ -4,7 +4,10 @@ Requests (client -> daemon), each an object with "op":
 
   ping                                      -> {"ok": true, "pid", "model"}
   submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool, tag int,
-          machine str (optional: run there, refused unless the policy has that machine)
+          machine str (optional: run there, refused unless the policy has that machine),
+          time_limit number (optional: seconds it may run, then it is killed: timed_out),
+          after [int] (optional: job ids that must all end done before this one is queued;
+          if one does not, this one is recorded cancelled and never runs)
           (env may be left out: the connection's last env is used, or none before one)
           -> events, each with the request's "tag":
              {"event": "queued", "id", "machine", "reason", "p_over", "sd"}
@@ -131,8 +134,17 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
         if machine is not None and (not isinstance(machine, str) or not machine
                                     or "\0" in machine):
             raise ProtocolError("machine must be a machine's name")
+        limit = msg.get("time_limit")
+        if limit is not None and (not isinstance(limit, (int, float)) or isinstance(limit, bool)
+                                  or not 0 < limit < 1e9):
+            raise ProtocolError("time_limit must be a positive number of seconds")
+        after = msg.get("after") or []
+        if not isinstance(after, list) or len(after) > 1000 or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in after):
+            raise ProtocolError("after must be a list of job ids")
         out.update(argv=argv, cwd=cwd, env=env, detach=detach, dry_run=bool(msg.get("dry_run")),
-                   quiet=bool(msg.get("quiet")) and not detach, machine=machine)
+                   quiet=bool(msg.get("quiet")) and not detach, machine=machine,
+                   time_limit=limit, after=after)
     elif op == "status" and msg.get("id") is None:
         out["id"] = None                     # the daemon's own status
     elif op in ("status", "cancel", "follow"):

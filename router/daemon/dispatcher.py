@@ -38,6 +38,8 @@ class Job:
     template: str = ""
     p_over: float | None = None
     threshold: float | None = None
+    time_limit: float | None = None       # seconds of running, then cancelled as timed_out
+    timed_out: bool = False
     listeners: list[Listener] = field(default_factory=list)
     state: str = "queued"
     running: backends.Running | None = None
@@ -152,15 +154,24 @@ class Dispatcher:
                 self._record_running(job)
             if job.cancelled:
                 job.running.cancel()
+            limit = job.time_limit and asyncio.get_running_loop().call_later(
+                job.time_limit, self._time_out, job)
             usage = await job.running.wait()
+            if limit:
+                limit.cancel()
         except BackendError as exc:   # the machine could not take it: the job never ran
             if machine.fallback and machine.fallback != job.machine and not job.cancelled:
                 self._fall_back(job, machine, str(exc))
                 return
             self._finish(job, None, "failed", f"{job.machine}: {exc}", exc.job_exit)
             return
-        self._finish(job, usage, "cancelled" if job.cancelled else
-                     "timed_out" if usage.timed_out else "failed" if usage.exit else "done", None)
+        usage.timed_out = usage.timed_out or job.timed_out
+        self._finish(job, usage, "timed_out" if usage.timed_out else "cancelled" if job.cancelled
+                     else "failed" if usage.exit else "done", None)
+
+    def _time_out(self, job: Job) -> None:
+        job.timed_out = True
+        self.cancel(job)
 
     def _record_running(self, job: Job) -> None:
         """A job that ended before this was called has its end recorded instead: at a
@@ -208,6 +219,11 @@ class Dispatcher:
         self.on_finished(job, fields)
         job.emit(job.result)
         job.done.set()
+
+    def finish_unstarted(self, job: Job, why: str) -> None:
+        """A job that will never start (its --after job did not end done, or it was cancelled
+        while it waited): recorded cancelled, with why on its stderr."""
+        self._finish(job, None, "cancelled", why)
 
     def cancel(self, job: Job) -> None:
         job.cancelled = True

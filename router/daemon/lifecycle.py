@@ -336,16 +336,35 @@ class Daemon:
         job_id = await self.writer.submit(lambda s, db: s.start_job(db, record))
         spec = JobSpec(job_id, argv, cwd, env, peer.uid, gid, groups, user)
         job = Job(job_id, spec, d.machine, d.reason, req["detach"], peer, template=sh.template,
-                  p_over=d.p_over, threshold=d.threshold)
+                  p_over=d.p_over, threshold=d.threshold, time_limit=req["time_limit"])
         self.counters["jobs"] += 1
         if not req["detach"]:
             peer.jobs.add(job)
             job.listeners.append(lambda ev: peer.send({**ev, "tag": req["tag"]}))
         if not req["quiet"]:
             peer.send({"event": "queued", "id": job_id, **head})
-        self.dispatcher.enqueue(job)
+        if req["after"]:
+            self.dispatcher.running[job_id] = job      # listed and cancellable as it waits
+            asyncio.get_running_loop().create_task(self._after(job, req["after"]))
+        else:
+            self.dispatcher.enqueue(job)
         if self.draining or (peer.closed and not req["detach"]):
             self.dispatcher.cancel(job)      # its submitter left while it was being recorded
+
+    async def _after(self, job: Job, ids: list[int]) -> None:
+        """`submit --after`: queue the job once every job it names has ended done."""
+        for dep in ids:
+            waiting = self.dispatcher.running.get(dep)
+            ended = asyncio.ensure_future(waiting.done.wait() if waiting else asyncio.sleep(0))
+            while not ended.done() and not job.cancelled:   # a cancel is seen within a second
+                await asyncio.wait([ended], timeout=1.0)
+            ended.cancel()
+            row = await self.writer.read(lambda s: s.get(dep))
+            state = row["state"] if row and row["source"] == "job" else "not a job"
+            if state != "done" or job.cancelled:
+                self.dispatcher.finish_unstarted(job, f"job {dep} {state}: not run (--after)")
+                return
+        self.dispatcher.enqueue(job)
 
     async def op_jobs(self, peer: Peer, req: dict[str, Any]) -> None:
         rows = await self.writer.read(lambda s: s.active() if not req["all"] else s.recent_jobs())

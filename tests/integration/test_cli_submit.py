@@ -146,3 +146,54 @@ def test_halt_soon_stops_submitting(daemon):
 def test_bar_shows_progress(daemon):
     r = daemon.router("submit", "--each", "--bar", "--", "/bin/true", input="1\n2\n3\n")
     assert r.returncode == 0 and "3/3 100%" in r.stderr
+
+
+def test_time_limit_kills_and_records_timed_out(daemon):
+    r = daemon.router("submit", "--time", "0:1", "--", "/bin/sleep", "300", timeout=60)
+    assert r.returncode == 143, r.stderr
+    job = _runs(daemon)[-1]
+    assert job["state"] == "timed_out" and job["timed_out"]
+    assert "timed_out" in daemon.router("log", "--state", "timed_out").stdout
+    r = daemon.router("submit", "--time", "soon", "--", "/bin/true")
+    assert r.returncode == 125 and "--time" in r.stderr
+
+
+def test_log_filters_fields_and_json(daemon):
+    daemon.router("submit", "--", "/bin/true")
+    daemon.router("submit", "-p", "fast", "--", "/bin/sh", "-c", "exit 4")
+    r = daemon.router("log", "-o", "id,state,exit,machine", "--noheader")
+    assert [l.split() for l in r.stdout.splitlines()] == [
+        ["1", "done", "exit", "0", "cheap"], ["2", "failed", "exit", "4", "fast"]]
+    r = daemon.router("log", "--state", "failed", "--json")
+    rows = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [(row["id"], row["exit"], row["machine"]) for row in rows] == [(2, 4, "fast")]
+    assert {"wait", "wall", "cpu", "maxrss", "p", "cost", "template"} <= set(rows[0])
+    assert daemon.router("log", "--machine", "cheap", "--noheader").stdout.count("\n") == 1
+    assert daemon.router("log", "--user", "nobody-else", "--noheader").stdout == ""
+    assert daemon.router("log", "--since", "1h", "--noheader").stdout.count("\n") == 2
+    head = daemon.router("log").stdout.splitlines()[0].split()
+    assert head[:4] == ["ID", "USER", "STATE", "EXIT"] and "WAIT" in head and "MAXRSS" in head
+    bad = daemon.router("log", "-o", "id,bogus")
+    assert bad.returncode == 125 and "bogus" in bad.stderr
+
+
+def test_after_waits_for_done_and_skips_after_a_failure(daemon, tmp_path):
+    first = daemon.router("submit", "--parsable", "--", "/bin/sh", "-c",
+                          f"sleep 1; echo a >> {tmp_path / 'order'}").stdout.strip()
+    r = daemon.router("submit", "--after", first, "--", "/bin/sh", "-c",
+                      f"echo b >> {tmp_path / 'order'}")
+    assert r.returncode == 0 and (tmp_path / "order").read_text() == "a\nb\n", r.stderr
+    bad = daemon.router("submit", "--parsable", "--", "/bin/false").stdout.strip()
+    r = daemon.router("submit", "--after", bad, "--", "/bin/echo", "never")
+    assert "never" not in r.stdout and f"job {bad} failed" in r.stderr
+    assert _runs(daemon)[-1]["state"] == "cancelled"
+
+
+def test_a_job_waiting_on_after_can_be_cancelled(daemon):
+    first = daemon.router("submit", "--parsable", "--", "/bin/sleep", "300").stdout.strip()
+    second = daemon.router("submit", "--parsable", "--after", first, "--", "/bin/true")
+    job = second.stdout.strip()
+    assert second.returncode == 0 and daemon.status(int(job))["state"] == "queued"
+    assert daemon.router("cancel", job).returncode == 0
+    wait_for(lambda: daemon.status(int(job))["state"] == "cancelled", what="cancelled")
+    assert daemon.router("cancel", first).returncode == 0
