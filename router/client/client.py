@@ -224,7 +224,7 @@ def submit(socks: list[str] | str, argv: list[str], *, detach: bool = False,
 
 
 FAST_FLAGS = {"--detach": "detach", "--parsable": "parsable", "--dry-run": "dry_run",
-              "--json": "as_json", "--wait": "wait", "--no-fallback": None}
+              "--json": "as_json", "--wait": "wait", "--no-fallback": None, "--here": None}
 FAST_VALUES = {"--socket": "socket", "-p": "machine", "--machine": "machine", "--time": "limit",
                "-t": "limit", "--after": "after"}
 

@@ -10,7 +10,6 @@ it back; --retries resubmits a failed line; --halt stops after N failures.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from _thread import allocate_lock, start_new_thread

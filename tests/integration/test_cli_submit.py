@@ -197,3 +197,11 @@ def test_a_job_waiting_on_after_can_be_cancelled(daemon):
     assert daemon.router("cancel", job).returncode == 0
     wait_for(lambda: daemon.status(int(job))["state"] == "cancelled", what="cancelled")
     assert daemon.router("cancel", first).returncode == 0
+
+
+def test_halt_now_cancels_the_running_jobs(daemon):
+    r = daemon.router("submit", "--each", "--halt", "now,fail=1", "--", "/bin/sh", "-c",
+                      "[ $0 = 1 ] && exit 1; sleep 300", input="1\n2\n3\n4\n", timeout=60)
+    assert r.returncode == 123 and "--halt now" in r.stderr
+    wait_for(lambda: {row["state"] for row in _runs(daemon)} <= {"failed", "cancelled"},
+             what="every job ended")
