@@ -156,6 +156,7 @@ class Sweep:
             "features": list(sh.features), "machine": self.opt.machine, "source": "collect",
             "cost": usage.cost(self.opt.speed), "cwd": self.cwd,
             **usage.to_dict(),
+            "state": "timed_out" if usage.timed_out else "failed" if usage.exit else "done",
         }
         self._pending.append((record, slot.line))
         if len(self._pending) >= COMMIT_ROWS or time.monotonic() - self._last_commit > COMMIT_S:
@@ -177,7 +178,8 @@ class Sweep:
 
     def _emit(self, record: dict[str, Any], line: str) -> None:
         if self.opt.text:
-            self.out.write(f"{line} {record['cost']:.6f}\n")
+            mark = "" if record["state"] == "done" else f" {record['state']} exit {record['exit']}"
+            self.out.write(f"{line} {record['cost']:.6f}{mark}\n")
         else:
             self.out.write(json.dumps({**record, "input": line}) + "\n")
         self.done += 1

@@ -4,7 +4,7 @@
 class RouterError(Exception):
     """A failure the user can act on; its message is the one line the CLI prints."""
 
-    exit_code = 2
+    exit_code = 125   # router itself failed, as env, nice and timeout say it: rare for a job
 
 
 class UsageError(RouterError):
@@ -29,6 +29,14 @@ class PolicyError(RouterError):
 
 class BackendError(RouterError):
     """A machine that cannot run a job: host down, Slurm unreachable."""
+
+    job_exit = 127   # the exit recorded for a job that never started, as a shell's
+
+
+class NotExecutable(BackendError):
+    """The program exists but may not be run."""
+
+    job_exit = 126
 
 
 class ProtocolError(RouterError):

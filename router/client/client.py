@@ -2,9 +2,10 @@
 
 A submit costs a Python start and one socket round trip. Conventions follow srun and sbatch:
 an attached job's output streams back and its exit code becomes ours (128+N for signal N);
-`--detach` prints the id and returns; `--parsable` prints only the id. With no daemon, the job
-is decided in-process with the same policy, model and history and runs here (said once on
-stderr), unless `--no-fallback`.
+`--parsable` prints only the id and returns (`--wait` stays attached); `--detach` says
+"Submitted job N". `--json` puts every event on stdout as one line and the job's output on
+stderr. The daemon is the first of router.paths.client_sockets() that answers; with none,
+the job fails (exit 125) unless `--here` asks to run it on this host.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from _socket import socket as unix_socket
 from stat import S_ISCHR
 TYPE_CHECKING = False   # typing itself costs ~13 ms at start-up; these are annotations only
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterator
     from typing import Any
 
 from router.client import protocol
-from router.errors import DaemonUnavailable, ProtocolError, RouterError
+from router.errors import DaemonUnavailable, ProtocolError, RouterError, UsageError
 
-XARGS_FAILED = 123   # like xargs: some of the --each jobs failed
+EXIT_ROUTER = RouterError.exit_code   # router itself failed: documented in `submit --help`
 
 
 def exit_code(exit_value: int | None) -> int:
@@ -85,6 +86,20 @@ class Connection:
         self.sock.close()
 
 
+def connect(paths: list[str] | str) -> Connection:
+    """The first of paths where a daemon answers; a socket we may not use is an error, not a
+    reason to look further (nor to run the job elsewhere)."""
+    if isinstance(paths, str):
+        paths = [paths]
+    missing = []
+    for path in paths:
+        try:
+            return Connection(path)
+        except DaemonUnavailable as exc:
+            missing.append(str(exc).removeprefix("no daemon at "))
+    raise DaemonUnavailable(f"no daemon at {', '.join(missing)}")
+
+
 def _write(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
@@ -115,9 +130,38 @@ class WholeLines:
                 _write(fd, rest)
 
 
+def time_limit(text: str) -> float:
+    """Slurm's --time spellings: MIN, MIN:SEC, H:MIN:SEC, D-H, D-H:MIN, D-H:MIN:SEC; in seconds."""
+    days, _, rest = text.rpartition("-") if "-" in text else ("", "", text)
+    try:
+        parts = [float(p) for p in rest.split(":")]
+        day = float(days) if days else 0.0
+    except ValueError:
+        parts, day = [], 0.0
+    if not parts or len(parts) > 3 or any(p < 0 for p in parts) or text.startswith("-"):
+        raise UsageError(f"--time {text!r}: expected minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]")
+    if days:          # after D-, the first field is hours
+        units = (3600.0, 60.0, 1.0)
+    else:
+        units = {1: (60.0,), 2: (60.0, 1.0), 3: (3600.0, 60.0, 1.0)}[len(parts)]
+    seconds = day * 86400 + sum(p * u for p, u in zip(parts, units))
+    if seconds <= 0:
+        raise UsageError(f"--time {text!r}: must be more than 0")
+    return seconds
+
+
+def job_ids(text: str) -> list[int]:
+    """--after 12,13 (and Slurm's afterok:12:13)."""
+    words = text.removeprefix("afterok:").replace(":", ",").split(",")
+    if not all(w.strip().isdigit() and int(w) > 0 for w in words):
+        raise UsageError(f"--after {text!r}: expected job ids, e.g. --after 12,13")
+    return [int(w) for w in words]
+
+
 def submit_request(argv: list[str], tag: int = 0, *, detach: bool = False,
                    dry_run: bool = False, env: bool = True, quiet: bool = False,
-                   stdin: bool = False) -> dict[str, Any]:
+                   stdin: bool = False, machine: str | None = None,
+                   limit: float | None = None, after: list[int] | None = None) -> dict[str, Any]:
     """A job runs in our cwd with our environment; env=False reuses the one sent before on
     this connection (--each sends it once). quiet: no "queued" event, for a caller that
     would drop it (one message and one wake-up less per job at a thousand jobs a second).
@@ -126,6 +170,12 @@ def submit_request(argv: list[str], tag: int = 0, *, detach: bool = False,
            "dry_run": dry_run, "quiet": quiet}
     if stdin:
         req["stdin"] = True
+    if machine:
+        req["machine"] = machine
+    if limit:
+        req["time_limit"] = limit
+    if after:
+        req["after"] = after
     if env:
         req["env"] = dict(os.environ)
     return req
@@ -165,128 +215,92 @@ def _forward_stdin(conn: Connection, credit: Any) -> None:
         return
 
 
-def submit(sock_path: str, argv: list[str], *, detach: bool = False, dry_run: bool = False,
-           as_json: bool = False, parsable: bool = False) -> int:
+def _start_forwarding(conn: Connection) -> Any:
+    """A thread sends our stdin; the semaphore it waits on is given back per "stdin" event."""
+    import threading
+    credit = threading.Semaphore(protocol.STDIN_CREDIT)
+    threading.Thread(target=_forward_stdin, args=(conn, credit), daemon=True).start()
+    return credit
+
+
+def submit(socks: list[str] | str, argv: list[str], *, detach: bool = False,
+           dry_run: bool = False, as_json: bool = False, parsable: bool = False,
+           wait: bool = False, machine: str | None = None, limit: str | None = None,
+           after: str | None = None) -> int:
     """One job: stream its output (or print its id / decision); return its exit code.
     An attached job reads our stdin when it is a pipe or a file."""
-    conn = Connection(sock_path)
-    forward = not detach and not dry_run and _stdin_to_forward()
+    seconds = time_limit(limit) if limit else None
+    deps = job_ids(after) if after else None
+    conn = connect(socks)
+    leave = (detach or parsable) and not wait      # return once the job has an id
+    forward = not leave and not dry_run and _stdin_to_forward()
     try:
-        conn.send(submit_request(argv, detach=detach, dry_run=dry_run, quiet=not parsable,
-                                 stdin=forward))
-        if forward:
-            import threading
-            credit = threading.Semaphore(protocol.STDIN_CREDIT)
-            threading.Thread(target=_forward_stdin, args=(conn, credit), daemon=True).start()
+        conn.send(submit_request(argv, detach=leave, dry_run=dry_run, machine=machine,
+                                 limit=seconds, after=deps, stdin=forward,
+                                 quiet=not (detach or parsable or as_json)))
+        credit = _start_forwarding(conn) if forward else None
         for ev in conn.events():
             if ev.get("ok") is False:
                 raise ProtocolError(ev["error"])
             kind = ev.get("event")
-            if kind == "decision":
-                print(protocol.dumps(ev) if as_json else _decision_line(ev))
-                return 0
-            if kind == "queued" and (detach or parsable):
-                if parsable or not as_json:
-                    print(ev["id"] if parsable else f"Submitted job {ev['id']} to {ev['machine']}"
-                          f" ({ev['reason']})")
-                else:
-                    print(protocol.dumps(ev))
-                if detach:
-                    return 0
-            elif kind == "out":
-                _write(ev["fd"], protocol.out_data(ev))
-            elif kind == "stdin":
+            if kind == "out":
+                _write(2 if as_json else ev["fd"], protocol.out_data(ev))
+                continue
+            if kind == "stdin":
                 credit.release()
+                continue
+            if as_json:
+                print(protocol.dumps(ev), flush=True)
+            if kind == "decision":
+                if not as_json:
+                    print(_decision_line(ev))
+                return 0
+            if kind == "queued":
+                if parsable and not as_json:
+                    print(ev["id"], flush=True)
+                elif detach and not as_json:
+                    print(f"Submitted job {ev['id']} to {ev['machine']} ({ev['reason']})",
+                          flush=True)
+                if leave:
+                    return 0
             elif kind == "exit":
-                if as_json:
-                    print(protocol.dumps(ev), file=sys.stderr)
                 return exit_code(ev["exit"])
         raise ProtocolError("daemon closed the connection before the job ended")
     finally:
         conn.close()
 
 
-def submit_each(sock_path: str, cmd: list[str], lines: Iterable[str], *,
-                detach: bool = False, as_json: bool = False) -> int:
-    """One job per input line over one connection, like `xargs -L1` (exit 123 if any failed)."""
-    import shlex
-    import threading
-
-    conn = Connection(sock_path)
-    sent = {"count": 0, "done": False, "error": None}
-
-    def feed() -> None:
-        try:
-            for lineno, line in enumerate(lines, 1):
-                if line.strip():
-                    conn.send(submit_request(cmd + shlex.split(line), lineno, detach=detach,
-                                             env=sent["count"] == 0, quiet=True))
-                    sent["count"] += 1
-        except ValueError as exc:
-            sent["error"] = f"stdin line {lineno}: cannot parse {line.strip()!r}: {exc}"
-        except OSError as exc:
-            sent["error"] = str(exc)
-        finally:
-            sent["done"] = True
-            conn.send({"op": "ping", "tag": -1})   # marks the end of the requests
-
-    threading.Thread(target=feed, daemon=True).start()
-    finished, failed, ended = 0, 0, False
-    out = WholeLines()
-    try:
-        for ev in conn.events():
-            kind = ev.get("event")
-            if ev.get("tag") == -1:
-                ended = True
-            elif ev.get("ok") is False:
-                print(f"router submit: line {ev.get('tag')}: {ev['error']}", file=sys.stderr)
-                finished, failed = finished + 1, failed + 1
-            elif kind == "out":
-                out.write(ev["id"], ev["fd"], protocol.out_data(ev))
-            elif kind == "exit" or (kind == "queued" and detach):
-                out.end(ev["id"])
-                finished += 1
-                failed += kind == "exit" and ev["exit"] != 0
-                if as_json or (detach and kind == "queued"):
-                    print(protocol.dumps(ev) if as_json else ev["id"], flush=True)
-            if ended and finished >= sent["count"]:
-                break
-    finally:
-        conn.close()
-    if sent["error"]:
-        raise RouterError(sent["error"])
-    return XARGS_FAILED if failed else 0
-
-
 FAST_FLAGS = {"--detach": "detach", "--parsable": "parsable", "--dry-run": "dry_run",
-              "--json": "as_json", "--no-fallback": None}
+              "--json": "as_json", "--wait": "wait", "--no-fallback": None, "--here": None}
+FAST_VALUES = {"--socket": "socket", "-p": "machine", "--machine": "machine", "--time": "limit",
+               "-t": "limit", "--after": "after"}
 
 
 def fast_submit(argv: list[str]) -> int | None:
     """`router submit` without argparse (its import and parser cost ~20 ms of a submit).
     Returns None for anything but the plain flags, and when no daemon answers: the full
-    parser then handles help, errors and the in-process fallback."""
+    parser then handles help, errors, --each and --here."""
     opts: dict[str, Any] = {}
-    sock = None
     i = 0
     while i < len(argv) and argv[i] != "--":
         arg = argv[i]
         if arg in FAST_FLAGS:
             if FAST_FLAGS[arg]:
                 opts[FAST_FLAGS[arg]] = True
-        elif arg == "--socket" and i + 1 < len(argv):
-            sock, i = argv[i + 1], i + 1
+        elif arg in FAST_VALUES and i + 1 < len(argv):
+            opts[FAST_VALUES[arg]], i = argv[i + 1], i + 1
         else:
             return None
         i += 1
     cmd = argv[i + 1:]
     if not cmd:
         return None
+    sock = opts.pop("socket", None)
     if sock is None:
         from router import paths
-        sock = paths.socket()
+    socks = [sock] if sock else paths.client_sockets()
     try:
-        return submit(sock, cmd, **opts)
+        return submit(socks, cmd, **opts)
     except DaemonUnavailable:
         return None
     except RouterError as exc:
@@ -294,17 +308,18 @@ def fast_submit(argv: list[str]) -> int | None:
         return exc.exit_code
 
 
-def call(sock_path: str, msg: dict[str, Any]) -> dict[str, Any]:
-    conn = Connection(sock_path)
+
+def call(socks: list[str] | str, msg: dict[str, Any]) -> dict[str, Any]:
+    conn = connect(socks)
     try:
         return conn.call(msg)
     finally:
         conn.close()
 
 
-def follow(sock_path: str, job_id: int) -> int:
+def follow(socks: list[str] | str, job_id: int) -> int:
     """A job's output so far, then live until it ends, like `tail -f`; its exit code."""
-    conn = Connection(sock_path)
+    conn = connect(socks)
     try:
         conn.send({"op": "follow", "id": job_id})
         for ev in conn.events():

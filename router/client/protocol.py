@@ -5,8 +5,11 @@ every reply and event answering it carries. Booleans must be JSON booleans.
 
   ping                          -> {"ok": true, "pid", "model"}         (model: its version)
   submit  argv [str], cwd str, env {str: str}, detach bool, dry_run bool, quiet bool,
-          stdin bool
-          (env may be left out: the connection's last env is used, or none before one;
+          stdin bool, machine str, time_limit number, after [int]
+          (machine: run there, refused unless the policy has that machine; time_limit:
+          seconds it may run, then it is killed: timed_out; after: job ids that must all end
+          done before this one is queued, else it is recorded cancelled and never runs;
+          env may be left out: the connection's last env is used, or none before one;
           stdin: the job's stdin comes in `stdin` requests with this tag, else /dev/null.
           Attached jobs only, and only local machines forward it: others read /dev/null)
           -> events:
@@ -15,7 +18,8 @@ every reply and event answering it carries. Booleans must be JSON booleans.
              {"event": "rerouted", "id", "machine", "reason"}
                                                   (its machine could not take it: fallback)
              {"event": "out", "id", "fd": 1|2, "data": base64}      (not for detach)
-             {"event": "exit", "id", "state", "exit", "cost", "machine"}    (not for detach)
+             {"event": "exit", "id", "state", "exit", "cost", "machine", "wall_s"}
+                                                                    (not for detach)
              {"event": "stdin"}      one `stdin` chunk of this job is written (or dropped)
           or, with dry_run, one {"event": "decision", "machine", "reason", "p_over", "sd",
              "template", "decision_us"} and nothing runs
@@ -156,7 +160,7 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
         # quiet or not, a detached job's caller gets its id from "queued"
         out.update(argv=argv, cwd=cwd, env=env, detach=detach, dry_run=_flag(msg, "dry_run"),
                    quiet=_flag(msg, "quiet") and not detach,
-                   stdin=_flag(msg, "stdin") and not detach)
+                   stdin=_flag(msg, "stdin") and not detach, **_placement(msg))
     elif op == "stdin":
         out.update(data=_stdin_data(msg.get("data")), eof=_flag(msg, "eof"))
     elif op == "status" and msg.get("id") is None:
@@ -166,6 +170,22 @@ def check_request(msg: dict[str, Any]) -> dict[str, Any]:
     elif op == "jobs":
         out["all"] = _flag(msg, "all")
     return out
+
+
+def _placement(msg: dict[str, Any]) -> dict[str, Any]:
+    """A submit's optional machine, time limit and dependencies."""
+    machine = msg.get("machine")
+    if machine is not None and (not isinstance(machine, str) or not machine or "\0" in machine):
+        raise ProtocolError("machine must be a machine's name")
+    limit = msg.get("time_limit")
+    if limit is not None and (not isinstance(limit, (int, float)) or isinstance(limit, bool)
+                              or not 0 < limit < 1e9):
+        raise ProtocolError("time_limit must be a positive number of seconds")
+    after = msg.get("after") or []
+    if not isinstance(after, list) or len(after) > 1000 or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ID for i in after):
+        raise ProtocolError("after must be a list of job ids")
+    return {"machine": machine, "time_limit": limit, "after": after}
 
 
 def _stdin_data(value: Any) -> bytes:

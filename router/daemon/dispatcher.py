@@ -80,7 +80,11 @@ class Dispatcher:
                 self._record_running(job)
             if job.cancelled:
                 job.running.cancel()
+            limit = job.time_limit and asyncio.get_running_loop().call_later(
+                job.time_limit, self._time_out, job)
             usage = await job.running.wait()
+            if limit:
+                limit.cancel()
         except JobLost as exc:        # it ran, but nothing saw its end: not a measured run
             self._finish(job, None, "lost", str(exc))
             return
@@ -88,9 +92,15 @@ class Dispatcher:
             if machine.fallback and machine.fallback != job.machine and not job.cancelled:
                 self._fall_back(job, machine, str(exc))
                 return
-            self._finish(job, None, "failed", f"{job.machine}: {exc}")
+            self._finish(job, None, "failed", f"{job.machine}: {exc}", exc.job_exit)
             return
-        self._finish(job, usage, "cancelled" if job.cancelled else "done", None)
+        usage.timed_out = usage.timed_out or job.timed_out
+        self._finish(job, usage, "timed_out" if usage.timed_out else "cancelled" if job.cancelled
+                     else "failed" if usage.exit else "done", None)
+
+    def _time_out(self, job: Job) -> None:
+        job.timed_out = True
+        self.cancel(job)
 
     def _record_running(self, job: Job) -> None:
         """A job that ended before this was called has its end recorded instead: at a
@@ -114,7 +124,8 @@ class Dispatcher:
                   "reason": job.reason})
         self.queues[job.machine].put_nowait(job)
 
-    def _finish(self, job: Job, usage: Usage | None, state: str, error: str | None) -> None:
+    def _finish(self, job: Job, usage: Usage | None, state: str, error: str | None,
+                exit_value: int = 127) -> None:
         """The job's slot is free now; its exit event goes out once the history has it."""
         machine = self.machines[job.machine]
         fields: dict[str, Any] = {"state": state, "ended": time.time(), "machine": job.machine}
@@ -124,7 +135,8 @@ class Dispatcher:
             fields.update(usage.to_dict())
             fields["cost"] = usage.cost(machine.speed)
         else:
-            fields.update(exit={"failed": 127, "lost": None}.get(state, -15), stderr_tail=error)
+            fields.update(exit={"failed": exit_value, "lost": None}.get(state, -15),
+                          stderr_tail=error)
             if error:
                 self._output(job)(2, f"router: {error}\n".encode())
         self.spool.close(job)
@@ -136,11 +148,17 @@ class Dispatcher:
         if not written.cancelled() and written.exception() is not None:
             log.error("job %d: end not recorded: %s", job.id, written.exception())
         job.result = {"event": "exit", "id": job.id, "state": job.state, "exit": fields["exit"],
-                      "cost": fields.get("cost"), "machine": job.machine}
+                      "cost": fields.get("cost"), "machine": job.machine,
+                      "wall_s": fields.get("wall_s")}
         self.active.pop(job.id, None)
         self.on_finished(job, fields)
         job.emit(job.result)
         job.done.set()
+
+    def finish_unstarted(self, job: Job, why: str) -> None:
+        """A job that will never start (its --after job did not end done, or it was cancelled
+        while it waited): recorded cancelled, with why on its stderr."""
+        self._finish(job, None, "cancelled", why)
 
     def cancel(self, job: Job) -> None:
         job.cancelled = True

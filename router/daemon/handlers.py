@@ -9,6 +9,7 @@ touching the others.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -75,6 +76,11 @@ def _decide(st: State, req: dict[str, Any], env: dict[str, str]) -> Submission:
     start = time.perf_counter()
     sh = shape(req["argv"], req["cwd"])
     d = decide(sh.template, sh.features, req["argv"], st.model, st.policy)
+    if req["machine"] is not None:      # `submit -p NAME`: a machine of the policy only
+        if req["machine"] not in st.policy.machines:
+            raise ProtocolError(f"-p {req['machine']}: not a machine of the policy "
+                                f"(it has {', '.join(st.policy.machines)})")
+        d.machine, d.reason = req["machine"], "forced by -p"
     seconds = time.perf_counter() - start
     if st.metrics is not None:
         st.metrics.decided(d, sh.template, seconds)
@@ -96,7 +102,8 @@ async def _record(st: State, peer: Peer, sub: Submission) -> Job:
     spec = JobSpec(job_id, req["argv"], req["cwd"], sub.env, peer.uid, gid, groups, user,
                    stdin=feed)
     job = Job(job_id, spec, d.machine, d.reason, req["detach"], peer,
-              template=sub.shape.template, p_over=d.p_over, threshold=d.threshold)
+              template=sub.shape.template, p_over=d.p_over, threshold=d.threshold,
+              time_limit=req["time_limit"])
     if feed is not None:
         job.listeners.append(lambda ev: ev["event"] == "exit" and peer.end_feed(req["tag"]))
     return job
@@ -110,9 +117,29 @@ def _enqueue(st: State, peer: Peer, sub: Submission, job: Job) -> None:
         job.listeners.append(lambda ev: peer.send({**ev, "tag": req["tag"]}))
     if not req["quiet"]:
         peer.send({"event": "queued", "id": job.id, **sub.head()})
-    st.dispatcher.enqueue(job)
+    if req["after"]:
+        st.dispatcher.active[job.id] = job      # listed and cancellable as it waits
+        asyncio.get_running_loop().create_task(_after(st, job, req["after"]))
+    else:
+        st.dispatcher.enqueue(job)
     if st.draining or (peer.closed and not req["detach"]):
         st.dispatcher.cancel(job)      # its submitter left while it was being recorded
+
+
+async def _after(st: State, job: Job, ids: list[int]) -> None:
+    """`submit --after`: queue the job once every job it names has ended done."""
+    for dep in ids:
+        waiting = st.dispatcher.active.get(dep)
+        ended = asyncio.ensure_future(waiting.done.wait() if waiting else asyncio.sleep(0))
+        while not ended.done() and not job.cancelled:   # a cancel is seen within a second
+            await asyncio.wait([ended], timeout=1.0)
+        ended.cancel()
+        row = await st.writer.read(lambda s: s.get(dep))
+        state = row["state"] if row and row["source"] == "job" else "not a job"
+        if state != "done" or job.cancelled:
+            st.dispatcher.finish_unstarted(job, f"job {dep} {state}: not run (--after)")
+            return
+    st.dispatcher.enqueue(job)
 
 
 async def stdin(st: State, peer: Peer, req: dict[str, Any]) -> None:

@@ -27,6 +27,8 @@ class Job:
     template: str = ""
     p_over: float | None = None
     threshold: float | None = None
+    time_limit: float | None = None       # seconds of running, then cancelled as timed_out
+    timed_out: bool = False
     listeners: list[Listener] = field(default_factory=list)
     state: str = "queued"
     running: backends.Running | None = None

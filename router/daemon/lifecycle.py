@@ -41,13 +41,13 @@ class Daemon:
     async def run(self) -> None:
         srv = await self._start()
         notify.ready()
-        log.warning("router daemon ready on %s (pid %d)", self.st.socket_path, os.getpid())
+        log.warning("ready on %s (pid %d)", self.st.socket_path, os.getpid())
         await self.stopping.wait()
         notify.stopping()
         srv.close()
         await self._drain()
         await self._stop()
-        log.warning("router daemon stopped")
+        log.warning("stopped")
 
     async def _start(self) -> asyncio.AbstractServer:
         st, loop = self.st, asyncio.get_running_loop()

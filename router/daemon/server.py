@@ -29,6 +29,8 @@ async def listen(st: State) -> asyncio.AbstractServer:
     """The socket, with the policy's mode and group; a stale socket file is replaced, a live
     one (another daemon) refused."""
     path = st.socket_path
+    if st.socket_named and not path.parent.is_dir():
+        raise RouterError(f"socket {path}: no directory {path.parent}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         probe = socket.socket(socket.AF_UNIX)

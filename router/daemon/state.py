@@ -32,6 +32,7 @@ class State:
         self.store_path = os.path.abspath(paths.store(store, policy))
         self.model_path = Path(os.path.abspath(paths.model(model, policy)))
         self.socket_path = Path(os.path.abspath(sock or d["socket"] or paths.socket()))
+        self.socket_named = bool(sock or d["socket"])   # its directory must exist, not be made
         self.models = modelfile.ModelCache(self.model_path)
         self.model: modelfile.ModelFile | None = None
         self.draining = False

@@ -27,7 +27,7 @@ from typing import Any
 
 from router.backends import JobSpec, OnOutput
 from router.client import protocol
-from router.errors import BackendError, JobLost
+from router.errors import BackendError, JobLost, NotExecutable
 from router.exec.cgroup import JobGroup
 from router.exec.process import holds_pid, kill_group
 from router.exec.spawner import (BOOT, ENDED, FAILED, OUTPUT, PACKET_FDS, RECORD, STARTED,
@@ -340,5 +340,5 @@ def _why(program: str, cwd: str | None, exc: BaseException) -> BackendError:
             return BackendError(f"working directory {cwd}: no such directory")
         return BackendError(f"{program}: no such program (in {cwd or '.'})")
     if isinstance(exc, PermissionError):
-        return BackendError(f"{program}: {exc.strerror}")
+        return NotExecutable(f"{program}: {exc.strerror}")
     return BackendError(f"cannot start {program}: {exc}")

@@ -36,7 +36,7 @@ def test_a_run_without_a_daemon_is_priced_on_this_hosts_machine_at_its_speed(tmp
     env = dict(os.environ, ROUTER_POLICY=str(policy), ROUTER_STORE=str(store),
                ROUTER_MODEL=str(tmp_path / "model.rmod"),
                ROUTER_SOCKET=str(tmp_path / "no-daemon.sock"))
-    done = subprocess.run([sys.executable, "-m", "router", "submit", "--", *BUSY], env=env,
+    done = subprocess.run([sys.executable, "-m", "router", "submit", "--here", "--", *BUSY], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "running here" in done.stderr

@@ -80,9 +80,9 @@ def test_timeout_kills_the_whole_session(env, tmp_path):
 
 def test_failed_run_is_recorded_with_status_and_stderr(env):
     r = collect(["--", "/bin/sh", "-c", "echo boom >&2; exit 3"], "1\n", env)
-    assert r.returncode == 0
+    assert r.returncode == 1 and "1 of 1 runs failed" in r.stderr   # issue 17 item 7
     line = json.loads(r.stdout)
-    assert line["exit"] == 3 and "boom" in line["stderr_tail"]
+    assert line["exit"] == 3 and "boom" in line["stderr_tail"] and line["state"] == "failed"
 
 
 def test_output_dir_keeps_program_output(env, tmp_path):

@@ -62,9 +62,9 @@ def test_routes_by_the_model_and_streams_output(tmp_path):
     try:
         hi = d.router("submit", "--json", "--", PROG, "30")
         lo = d.router("submit", "--json", "--", PROG, "60")
-        assert hi.returncode == 0 and hi.stdout.split()[0] == "30", hi.stderr
-        assert json.loads(hi.stderr.splitlines()[-1])["machine"] == "fast"
-        assert json.loads(lo.stderr.splitlines()[-1])["machine"] == "cheap"
+        assert hi.returncode == 0 and hi.stderr.split()[0] == "30", hi.stderr  # --json: output
+        assert json.loads(hi.stdout.splitlines()[-1])["machine"] == "fast"     # on stderr
+        assert json.loads(lo.stdout.splitlines()[-1])["machine"] == "cheap"
         with Store(d.env["ROUTER_STORE"]) as s:
             rows = s.all_runs()
         assert [(r["machine"], r["state"]) for r in rows] == [("fast", "done"), ("cheap", "done")]
@@ -249,8 +249,8 @@ def test_socket_mode_and_owner(daemon):
 
 
 def test_no_daemon_runs_here_or_refuses(tmp_path, env):
-    r = subprocess.run([sys.executable, "-m", "router", "submit", "--", "/bin/echo", "hi"],
-                       env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "router", "submit", "--here", "--", "/bin/echo",
+                        "hi"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout == "hi\n" and "running here" in r.stderr
     assert len(r.stderr.splitlines()) == 1
     with Store(env["ROUTER_STORE"]) as s:

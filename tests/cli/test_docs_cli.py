@@ -1,0 +1,21 @@
+"""docs/cli.md is the CLI's --help, and names every command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import docs  # noqa: E402
+
+from router.cli.commands import COMMANDS  # noqa: E402
+
+
+def test_cli_reference_matches_help():
+    assert not docs.stale(), "docs are stale: run `make docs`"
+
+
+def test_every_command_is_in_docs_cli_md():
+    text = docs.CLI.read_text()
+    assert all(f"### router {name}\n" in text for name in COMMANDS)
+    assert "For Slurm, pueue and GNU parallel users" in text
