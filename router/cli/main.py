@@ -149,11 +149,12 @@ def _report(args: argparse.Namespace) -> int:
     with Store(_store_path(args)) as store:
         rows = store.all_runs(since_time=_since(args.since))
     if args.json or args.text:
-        s = usage.summary(rows, policy)
+        from router.reports.report import model_inputs
+        s = usage.summary(rows, policy, model_inputs(_model_path(args))[0])
         print(json.dumps(s) if args.json else usage.text(s))
         return 0
     from router.reports.report import write_report
-    path = write_report(rows, policy, args.out)
+    path = write_report(rows, policy, args.out, _model_path(args))
     print(path)
     return 0
 
@@ -161,9 +162,10 @@ def _report(args: argparse.Namespace) -> int:
 def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="HTML report of where jobs went and what they cost",
                        description="One self-contained HTML page (no network needed to view "
-                       "it): jobs and CPU per machine over time, cost against always-fast, "
-                       "always-cheap and the hindsight oracle, routing accuracy, model "
-                       "versions, top templates, decision latency.")
+                       "it): cost, wall time and turnaround per machine and against every job "
+                       "on one machine or each where its measured cost says; jobs, CPU, cost "
+                       "and accuracy over time; per-template table; predicted against "
+                       "measured cost; outcomes; model versions; retrains; decision latency.")
     p.add_argument("--since", metavar="WHEN", help="only jobs since: 24h, 7d, ISO date")
     p.add_argument("--out", default="report.html", help="output file (default report.html)")
     p.add_argument("--text", action="store_true", help="the summary for a terminal")
