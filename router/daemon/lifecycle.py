@@ -125,10 +125,10 @@ class Daemon:
         port = self.policy.daemon["metrics_port"]
         if port:
             from router.reports.metrics import Metrics   # prometheus_client only when asked for
-            self.metrics = Metrics(self.policy)
-            self.metrics.serve(port)
+            self.metrics = Metrics(self.policy, model_path=str(self.model_path))
+            where = self.metrics.serve(port)
             tasks.append(asyncio.create_task(self._sample_metrics()))
-            log.warning("metrics on http://127.0.0.1:%d/metrics", port)
+            log.warning("metrics on http://%s/metrics", where)
         interval = notify.watchdog_interval()
         if interval and self.policy.daemon["watchdog"]:
             tasks.append(asyncio.create_task(self._watchdog(interval)))
@@ -230,7 +230,7 @@ class Daemon:
         while True:
             d = self.dispatcher
             self.metrics.sample({n: q.qsize() for n, q in d.queues.items()}, dict(d.busy),
-                                self.model.version if self.model else None, self.drift.accuracy())
+                                self.model, self.drift.accuracy())
             await asyncio.sleep(1.0)
 
     async def _watchdog(self, interval: float) -> None:
@@ -326,6 +326,8 @@ class Daemon:
                   "model_version": self.model.version if self.model else None,
                   "decision_us": decision_us, "uid": peer.uid}
         job_id = await self.writer.submit(lambda s, db: s.start_job(db, record))
+        if self.metrics is not None:
+            self.metrics.queued(job_id, record["time"])
         spec = JobSpec(job_id, argv, cwd, env, peer.uid, gid, groups, user)
         job = Job(job_id, spec, d.machine, d.reason, req["detach"], peer, template=sh.template,
                   p_over=d.p_over, threshold=d.threshold)
