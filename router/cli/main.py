@@ -146,7 +146,7 @@ def _report(args: argparse.Namespace) -> int:
     from router.store import Store
 
     policy = _load_policy(args)
-    with Store(_store_path(args)) as store:
+    with Store(_store_path(args), readonly=True) as store:
         rows = store.all_runs(since_time=_since(args.since))
     if args.json or args.text:
         from router.reports.report import model_inputs

@@ -6,8 +6,9 @@ pipes cost it a dozen system calls and event-loop callbacks; together they bound
 posix_spawn (vfork and exec, no Python in the child), the job's stdout and stderr pipes and
 a pidfd in one epoll, and wait4 for the rusage. The daemon sees only messages.
 
-Run as `python -I -S spawner.py FD`, FD a SOCK_SEQPACKET socket to the daemon; it exits when
-the daemon closes it. Requests are JSON lines, several a packet (a packet too big for the
+Run as `python -I -S spawner.py FD`, FD a SOCK_SEQPACKET socket to the daemon (a socketpair,
+or a connection systemd accepted: deploy/systemd/router-spawner.socket); it exits when the
+daemon closes it. Requests are JSON lines, several a packet (a packet too big for the
 socket travels in a memfd passed as its last descriptor, the packet saying "@"):
   {"op": "env", "id", "env"}   an environment, named for the spawns that use it
   {"op": "forget", "id"}       the daemon will not name it again
@@ -306,7 +307,11 @@ def main() -> None:
     os.closerange(3, fd)                # what the daemon's parent left open is not for jobs
     os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
     os.set_inheritable(fd, False)       # inherited by us, never by a job
-    Spawner(socket.socket(fileno=fd)).run()
+    sock = socket.socket(fileno=fd)
+    _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if uid not in (0, os.getuid()):     # socket-activated: only root or ourselves may ask
+        sys.exit(f"router spawner: refused a connection from uid {uid}")
+    Spawner(sock).run()
 
 
 if __name__ == "__main__":
