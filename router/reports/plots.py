@@ -91,10 +91,14 @@ def _figure(height: float = 3.2) -> tuple[Any, Any]:
     return plt.subplots(figsize=(6.4, height), layout="constrained")
 
 
-def _log(ax: Any, which: str) -> None:
-    """Log scale with plain numbers: the default labels are mathtext, which is off."""
+def _log(ax: Any, which: str, lo: float, hi: float) -> None:
+    """Log scale with plain numbers (the default labels are mathtext, which is off) where the
+    values span decades; under a decade a linear axis has more ticks to read."""
+    if hi < 10 * lo:
+        return
     getattr(ax, f"set_{which}scale")("log")
     axis = getattr(ax, f"{which}axis")
+    axis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(mticker.NullFormatter())
 
@@ -199,8 +203,8 @@ def predicted_vs_measured(jobs: list[dict[str, Any]], cost_means: dict[str, list
     lo = min(min(p, c) for p, c, _ in points)
     hi = max(max(p, c) for p, c, _ in points)
     ax.plot([lo, hi], [lo, hi], color="#999999", linewidth=1, label="predicted = measured")
-    _log(ax, "x")
-    _log(ax, "y")
+    _log(ax, "x", lo, hi)   # one scale for both, so the diagonal is the diagonal
+    _log(ax, "y", lo, hi)
     ax.set_xlabel("predicted cost (reference CPU s)")
     ax.set_ylabel("measured cost (reference CPU s)")
     _legend(fig, ax, ncol=3)
@@ -212,10 +216,10 @@ def latency(jobs: list[dict[str, Any]]) -> str | None:
     if not len(lat):
         return None
     fig, ax = _figure(3.0)
-    lo = max(float(lat.min()), 1.0)
-    ax.hist(lat, bins=np.logspace(np.log10(lo), np.log10(max(lat.max(), lo) * 1.01 + 1), 30),
-            color=LATENCY_COLOUR)
-    _log(ax, "x")
+    lo, hi = max(float(lat.min()), 1.0), max(float(lat.max()), 1.0) * 1.01 + 1
+    bins = np.logspace(np.log10(lo), np.log10(hi), 30) if hi >= 10 * lo else 30
+    ax.hist(lat, bins=bins, color=LATENCY_COLOUR)
+    _log(ax, "x", lo, hi)
     ax.set_xlabel("decision latency (µs)")
     ax.set_ylabel("jobs")
     return svg(fig)

@@ -49,6 +49,7 @@ def history() -> list[dict]:
                  "cost": None})
     rows.append(job(21, "cheap", 0.5, 0.3, SEQ, timed_out=1))
     rows.append(job(22, "fast", 0.5, 0.9, SEQ, state="cancelled"))
+    rows.append(job(24, "fast", 40.0, 0.95, decision_us=900.0))   # decades: log axes
     return rows
 
 
