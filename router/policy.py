@@ -43,6 +43,7 @@ SCHEMA: dict[str, Any] = {
     "daemon": {
         "socket": (str, None), "socket_group": (str, None), "socket_mode": (int, 0o660),
         "store": (str, None), "model": (str, None), "metrics_port": (int, None),
+        "metrics_address": (str, "127.0.0.1"), "metrics_templates": (int, 20),
         "drain_timeout": (float, 30.0), "model_poll_s": (float, 2.0),
         "watchdog": (bool, True), "spool_days": (float, 7.0),
     },

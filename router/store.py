@@ -153,10 +153,14 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
 class Store:
     """The history file. Safe to open from several processes; one instance per thread."""
 
-    def __init__(self, path: str | os.PathLike[str], *, reservoir_size: int = RESERVOIR_SIZE):
+    def __init__(self, path: str | os.PathLike[str], *, reservoir_size: int = RESERVOIR_SIZE,
+                 readonly: bool = False):
         self.path = os.fspath(path)
         self.reservoir_size = reservoir_size
         self._rng = random.Random()
+        if readonly:
+            self._open_readonly()
+            return
         try:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
@@ -166,6 +170,26 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"history store {self.path}: {exc}") from None
+
+    def _open_readonly(self) -> None:
+        """For readers without write access (a group member reading the system history in
+        0750 /var/lib/router): no migration, no journal change; a running daemon keeps the
+        WAL's files, and without them the file is read as it stands."""
+        from urllib.parse import quote
+        uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
+        try:
+            try:
+                self.db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+                self.schema_version()
+            except sqlite3.OperationalError:
+                self.db = sqlite3.connect(uri + "&immutable=1", uri=True,
+                                          check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            if self.schema_version() != SCHEMA_VERSION:
+                raise StoreError(f"history store {self.path}: schema {self.schema_version()}, "
+                                 f"this router reads {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
             raise StoreError(f"history store {self.path}: {exc}") from None
 
     def close(self) -> None:

@@ -50,9 +50,11 @@ COMMANDS: dict[str, Command] = {
         "on stdout. Exits 1 (and says how many) when runs failed or timed out."),
     "report": Command(
         _HISTORY, "HTML report of where jobs went and what they cost",
-        "One self-contained HTML page (no network needed to view it): jobs and CPU per machine "
-        "over time, cost against always-fast, always-cheap and the hindsight oracle, routing "
-        "accuracy, model versions, top templates, decision latency."),
+        "One self-contained HTML page (no network needed to view it): cost, wall time and "
+        "turnaround per machine and against every job on one machine or each where its "
+        "measured cost says; jobs, CPU, cost and accuracy over time; per-template table; "
+        "predicted against measured cost; outcomes; model versions; retrains; decision "
+        "latency."),
     "policy": Command(
         "router.cli.policy", "check a policy file",
         "router policy check FILE: report every error with file:line and the key's path."),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from router.cli.options import (REMAINDER, existing_store, load_policy, since, stdin_lines,
-                                store_path)
+from router.cli.options import (REMAINDER, existing_store, load_policy, model_path, since,
+                                stdin_lines, store_path)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,14 +63,15 @@ def run_report(args: argparse.Namespace) -> int:
     from router.store import Store
 
     policy = load_policy(args)
-    with Store(existing_store(args)) as store:
+    with Store(existing_store(args), readonly=True) as store:
         rows = store.all_runs(since_time=since(args.since))
     if args.json or args.text:
-        s = usage.summary(rows, policy)
+        from router.reports.report import model_inputs
+        s = usage.summary(rows, policy, model_inputs(model_path(args))[0])
         print(json.dumps(s) if args.json else usage.text(s))
         return 0
     from router.reports.report import write_report
-    print(write_report(rows, policy, args.out))
+    print(write_report(rows, policy, args.out, model_path(args)))
     return 0
 
 

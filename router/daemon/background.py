@@ -39,7 +39,7 @@ async def sample_metrics(st: State) -> None:
     while True:
         d = st.dispatcher
         st.metrics.sample({n: q.qsize() for n, q in d.queues.items()}, dict(d.busy),
-                          st.model_version(), st.drift.accuracy())
+                          st.model, st.drift.accuracy())
         await asyncio.sleep(SAMPLE_EVERY_S)
 
 

@@ -98,6 +98,8 @@ async def _record(st: State, peer: Peer, sub: Submission) -> Job:
               "decision_us": sub.decision_us, "uid": peer.uid, "detach": req["detach"],
               "env": sub.env if req["detach"] else None}   # a restart runs it again
     job_id = await st.writer.submit(lambda s, db: s.start_job(db, record))
+    if st.metrics is not None:
+        st.metrics.queued(job_id, record["time"])
     feed = peer.feed(req["tag"]) if req["stdin"] else None
     spec = JobSpec(job_id, req["argv"], req["cwd"], sub.env, peer.uid, gid, groups, user,
                    stdin=feed)

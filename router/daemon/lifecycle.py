@@ -74,10 +74,10 @@ class Daemon:
         port = st.policy.daemon["metrics_port"]
         if port:
             from router.reports.metrics import Metrics   # prometheus_client only when asked for
-            st.metrics = Metrics(st.policy)
-            st.metrics.serve(port)
+            st.metrics = Metrics(st.policy, model_path=str(st.model_path))
+            where = st.metrics.serve(port)
             self.tasks.append(asyncio.create_task(background.sample_metrics(st)))
-            log.warning("metrics on http://127.0.0.1:%d/metrics", port)
+            log.warning("metrics on http://%s/metrics", where)
         interval = notify.watchdog_interval()
         if interval and st.policy.daemon["watchdog"]:
             self.tasks.append(asyncio.create_task(background.watchdog(interval)))

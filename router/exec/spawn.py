@@ -37,6 +37,7 @@ from router.exec.usage import Usage, from_wait
 log = logging.getLogger(__name__)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SPAWNER_SOCKET_ENV = "ROUTER_SPAWNER_SOCKET"
 PACKET = 1 << 16
 FDS_SPACE = socket.CMSG_SPACE(4 * PACKET_FDS)
 INLINE_MAX = 32 * 1024        # bigger requests (a huge environment) travel in a memfd
@@ -98,13 +99,7 @@ class SpawnerLink:
     """The daemon's link to one spawner process: the socket to it and the jobs it runs."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with theirs:
-            argv = [sys.executable, "-I", "-S", "-c", BOOT, ROOT, str(theirs.fileno())]
-            self.pid = os.posix_spawn(sys.executable, argv, dict(os.environ),
-                                      file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(),
-                                                     theirs.fileno())])
-        self.sock = ours
+        self.sock, self.pid = _connect(os.environ.get(SPAWNER_SOCKET_ENV))
         self.sock.setblocking(False)
         self.loop = loop
         self.keys = itertools.count(1)
@@ -298,9 +293,31 @@ class SpawnerLink:
         self.backlog.clear()
         self.sock.close()
         try:
-            os.waitpid(self.pid, 0)
+            if self.pid:
+                os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
+
+
+def _connect(path: str | None) -> tuple[socket.socket, int]:
+    """A spawner of our own (pid), or, where the service set $ROUTER_SPAWNER_SOCKET, one that
+    systemd starts per connection outside the daemon's sandbox (pid 0: not our child), so
+    jobs get the host's normal environment (deploy/systemd/router-spawner.socket)."""
+    if path:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            raise BackendError(f"no job spawner at {path}: {exc.strerror}") from None
+        return sock, 0
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with theirs:
+        argv = [sys.executable, "-I", "-S", "-c", BOOT, ROOT, str(theirs.fileno())]
+        pid = os.posix_spawn(sys.executable, argv, dict(os.environ),
+                             file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(),
+                                            theirs.fileno())])
+    return ours, pid
 
 
 _current: SpawnerLink | None = None

@@ -8,11 +8,12 @@ together they bounded it near 600 jobs/s on two cores. Here one single-threaded 
 that work beside it: posix_spawn (vfork and exec, no Python in the child), the job's stdout
 and stderr pipes and a pidfd in one epoll, and wait4 for the rusage.
 
-Started by spawn.py as `python -I -S -c BOOT ROOT FD`: no environment, no site, only the
-package root on sys.path, so it imports nothing of router but `process`. FD is a
-SOCK_SEQPACKET socket to the daemon; it exits when the daemon closes it. Requests are JSON
-lines, several a packet (a packet too big for the socket travels in a memfd passed as its
-last descriptor, the packet saying "@"):
+Started by spawn.py as `python -I -S -c BOOT ROOT FD` (no environment, no site, only the
+package root on sys.path, so it imports nothing of router but `process`), or by systemd as
+`python -I -m router.exec.spawner 3` on a connection it accepted
+(deploy/systemd/router-spawner.socket). FD is a SOCK_SEQPACKET socket to the daemon; it
+exits when the daemon closes it. Requests are JSON lines, several a packet (a packet too big
+for the socket travels in a memfd passed as its last descriptor, the packet saying "@"):
   {"op": "env", "id", "env"}   an environment, named for the spawns that use it
   {"op": "forget", "id"}       the daemon will not name it again
   {"op": "spawn", "id", "argv", "cwd", "env": ID, "cred": [uid, gid, groups] | null,
@@ -357,4 +358,12 @@ def main() -> None:
     os.closerange(3, fd)                # what the daemon's parent left open is not for jobs
     os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
     os.set_inheritable(fd, False)       # inherited by us, never by a job
-    SpawnerLoop(socket.socket(fileno=fd)).run()
+    sock = socket.socket(fileno=fd)
+    _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if uid not in (0, os.getuid()):     # socket-activated: only root or ourselves may ask
+        sys.exit(f"router spawner: refused a connection from uid {uid}")
+    SpawnerLoop(sock).run()
+
+
+if __name__ == "__main__":
+    main()

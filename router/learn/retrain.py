@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from router.learn import dataset, modelfile, verdict
+from router.learn import dataset, modelfile, retrainlog, verdict
 from router.learn.dataset import Dataset
 from router.errors import RouterError
 from router.learn.modelfile import ModelFile
@@ -156,7 +156,9 @@ def run(store_path: str, policy: Policy, model_path: str, *, full: bool = False,
                        None, 0, 0, 0, 0.0, None)
     lock = policy.retrain["lock"] or model_path + ".lock"
     with exclusive(lock), Store(store_path) as store:
-        return retrain(store, policy, model_path, full=full, opts=opts)
+        outcome = retrain(store, policy, model_path, full=full, opts=opts)
+    retrainlog.append(model_path, {"time": time.time(), **as_dict(outcome)})
+    return outcome
 
 
 def as_dict(outcome: Outcome) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """A real daemon that ran jobs, scraped by Debian's Prometheus: every PromQL expression of the
-Grafana dashboard returns data through Prometheus's HTTP API."""
+Grafana dashboard returns data through Prometheus's HTTP API, and the exposition is what the
+metrics module promises (bounded labels, the CLI's words, no `_created`, the policy's address).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -15,9 +18,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import need_program  # noqa: E402
 from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
-from test_daemon import PROG, POLICY, prog_model  # noqa: E402
+from test_daemon import PROG, prog_model  # noqa: E402
+
+from router.learn import retrainlog  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+ADDRESS = "127.0.0.2"      # not the default: the policy's address is the one listened on
+POLICY = """
+machines:
+  cheap: {backend: local, price: 1.0, slots: 2, fallback: fast}
+  fast: {backend: local, price: 3.0, slots: 2}
+threshold: 0.04
+route: {over: fast, under: cheap}
+daemon: {drain_timeout: 20, model_poll_s: 0.2, metrics_templates: 2, metrics_address: %s,
+         metrics_port: %d}
+"""
 
 
 def free_port() -> int:
@@ -39,31 +54,72 @@ def dashboard_exprs() -> list[str]:
     return [t["expr"] for p in dash["panels"] for t in p["targets"]]
 
 
+def grafana_to_promql(expr: str) -> str:
+    return (expr.replace("$__rate_interval", "1m").replace("$__range", "1h")
+            .replace("$instance", ".*"))
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://{ADDRESS}:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def submit_jobs(d: RunningDaemon) -> None:
+    for _ in range(3):   # jobs across several scrapes, so rates have two samples
+        r = d.router("submit", "--each", "--", PROG, input="".join(f"{n}\n" for n in
+                                                                  (12, 30, 16, 35)))
+        assert r.returncode == 0, r.stderr
+        time.sleep(1.2)
+    for i in range(4):   # one-off command lines: each its own template
+        r = d.router("submit", "--", "/bin/sh", "-c", f"exit 0 # run {i} of 2026-12-02T15:0{i}")
+        assert r.returncode == 0, r.stderr
+
+
+def check_exposition(text: str) -> None:
+    assert "_created" not in text
+    templates = set(re.findall(r'^router_template_jobs_total\{template="([^"]*)"', text, re.M))
+    assert "other" in templates and len(templates - {"other"}) <= 2, templates
+    reasons = set(re.findall(r'^router_jobs_total\{[^}]*reason="([^"]*)"', text, re.M))
+    assert reasons <= {"model: over", "model: under", "no model", "no model for template",
+                       "uncertain", "expected cost"} and "no model for template" in reasons
+    for series in ('router_job_duration_seconds_bucket{le="+Inf",machine="fast"}',
+                   'router_queue_wait_seconds_count{machine="cheap"}',
+                   'router_free_slots{machine="fast"}',
+                   'router_retrains_total{outcome="promoted"} 1.0',
+                   'router_fallbacks_total{machine="fast",machine_down="cheap"} 0.0',
+                   "router_model_age_seconds", 'router_model_info{generation="1"'):
+        assert series in text, series
+
+
 def test_every_dashboard_query_returns_data(tmp_path):
     need_program("prometheus")
     metrics_port, prom_port = free_port(), free_port()
-    policy = POLICY.replace("daemon: {", f"daemon: {{metrics_port: {metrics_port}, ")
-    d = RunningDaemon(tmp_path, policy)
+    d = RunningDaemon(tmp_path, POLICY % (ADDRESS, metrics_port))
     prog_model(tmp_path / "model.rmod")
     d.start()
     config = tmp_path / "prometheus.yml"
     config.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: router\n"
-                      f"    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n")
+                      f"    static_configs: [{{targets: ['{ADDRESS}:{metrics_port}']}}]\n")
     prom = subprocess.Popen(["prometheus", f"--config.file={config}",
                              f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{prom_port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for round_ in range(3):   # jobs across several scrapes, so rates have two samples
-            r = d.router("submit", "--each", "--", PROG, input="".join(f"{n}\n" for n in
-                                                                      (12, 30, 16, 35)))
-            assert r.returncode == 0, r.stderr
-            time.sleep(1.2)
+        retrainlog.append(str(tmp_path / "model.rmod"), {"time": time.time(), "promoted": True,
+                                                         "version": "v2-test", "holdout": 3})
+        submit_jobs(d)
+        wait_for(lambda: 'router_retrains_total{outcome="promoted"} 1.0' in scrape(metrics_port),
+                 what="the retrain counted")
+        check_exposition(scrape(metrics_port))
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", metrics_port)) != 0   # only where the policy says
         wait_for(lambda: _ok(prom_port, "router_cost_total"), timeout=30, what="first scrape")
         empty = []
         for expr in dashboard_exprs():
-            e = expr.replace("$__rate_interval", "1m")
-            if not wait_for(lambda: _ok(prom_port, e), timeout=20, what=e):
+            e = grafana_to_promql(expr)
+            try:
+                wait_for(lambda: _ok(prom_port, e), timeout=20, what=e)
+            except AssertionError:
                 empty.append(expr)
         assert not empty
         accuracy = float(query(prom_port, 'sum(router_predictions_total{outcome="right"}) / '

@@ -39,7 +39,7 @@ def test_retraining_judges_a_call_with_the_policys_cut_not_half():
 
 
 def test_drift_and_usage_agree_with_the_one_judge_on_a_run_without_its_threshold():
-    run = {"source": "job", "state": "done", "cost": 10.0, "machine": "slow", "argv": ["./sim"],
+    run = {"time": 0.0, "source": "job", "state": "done", "cost": 10.0, "machine": "slow", "argv": ["./sim"],
            "template": "./sim", "cpu_user_s": 10.0, "cpu_sys_s": 0.0, "p_over": 0.8}
     threshold = verdict.run_threshold(run, POLICY)
     assert threshold == 30

@@ -1,0 +1,51 @@
+"""A member of the daemon's group reads the system history while the daemon writes it: the
+state directory is 0750 (root and the group), the user may not write there, and
+`router report` opens the history read-only (it used to fail: "attempt to write a readonly
+database" once the daemon had stopped)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import ROUTER, need_root  # noqa: E402
+from daemon_fixture import RunningDaemon  # noqa: E402
+from test_daemon import PROG, POLICY  # noqa: E402
+
+NOBODY = 65534
+
+
+def test_group_member_reports_on_the_running_daemons_history():
+    need_root()
+    tmp_path = Path(tempfile.mkdtemp(prefix="router-shared-"))   # pytest's are 0700 all up
+    os.chmod(tmp_path, 0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    d = RunningDaemon(tmp_path, POLICY, {"ROUTER_STORE": str(state / "history.db")})
+    d.start()
+    try:
+        r = d.router("submit", "--each", "--", PROG, input="3\n5\n")
+        assert r.returncode == 0, r.stderr
+        os.chown(state, 0, NOBODY)
+        os.chmod(state, 0o750)
+        for f in state.iterdir():
+            os.chown(f, 0, NOBODY)
+            os.chmod(f, 0o640)
+        env = {**d.env, "HOME": str(tmp_path)}
+        as_member = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                     *ROUTER, "report", "--text", "--policy", str(d.policy)]
+        for daemon_running in (True, False):   # stopped, the WAL's files are gone
+            if not daemon_running:
+                assert d.stop() == 0 and not (state / "history.db-shm").exists()
+            r = subprocess.run(as_member, env=env, capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 0, (daemon_running, r.stderr)
+            assert r.stdout.startswith("2 finished jobs"), r.stdout
+    finally:
+        d.stop()
+        shutil.rmtree(tmp_path)
