@@ -30,9 +30,9 @@ RUN_FIELDS = (
     "time", "user", "argv", "template", "features", "machine", "source", "cpu_user_s",
     "cpu_sys_s", "wall_s", "max_rss_kb", "exit", "timed_out", "cost", "stderr_tail",
     "state", "ended", "p_over", "sd", "reason", "model_version", "threshold", "decision_us",
-    "cwd", "uid", "remote_id", "done_seq",
+    "cwd", "uid", "remote_id", "done_seq", "predicted_cost", "expected_waits",
 )
-_JSON_FIELDS = ("argv", "features")
+_JSON_FIELDS = ("argv", "features", "expected_waits")
 
 _V1 = """
 CREATE TABLE runs (
@@ -78,6 +78,13 @@ CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE reservoir (slot INTEGER PRIMARY KEY, run_id INTEGER NOT NULL);
 """
 
+# What an objective-rule decision used: the expected cost (reference CPU s) and, as JSON
+# {machine: seconds}, the expected wait on each machine it weighed.
+_V4 = """
+ALTER TABLE runs ADD COLUMN predicted_cost REAL;
+ALTER TABLE runs ADD COLUMN expected_waits TEXT;
+"""
+
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Statement by statement: executescript() would commit the migration's transaction."""
@@ -101,6 +108,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     lambda db: _script(db, _V1),
     lambda db: _script(db, _V2),
     _migrate_v3,
+    lambda db: _script(db, _V4),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -41,6 +41,7 @@ class Job:
     listeners: list[Listener] = field(default_factory=list)
     state: str = "queued"
     running: backends.Running | None = None
+    started: float | None = None     # monotonic time its slot took it
     cancelled: bool = False
     result: dict[str, Any] | None = None
     written: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0})
@@ -127,6 +128,7 @@ class Dispatcher:
                 self._finish(job, None, "cancelled", "cancelled before it started")
                 continue
             self.busy[name] += 1
+            job.started = time.monotonic()
             try:
                 await self._run(job)
             except Exception:  # noqa: BLE001 - one job's failure never stops the worker

@@ -36,6 +36,7 @@ from router.learn.drift import Drift
 from router.errors import ProtocolError, RouterError
 from router.features import shape
 from router.daemon.dispatcher import Dispatcher, Job, Spool
+from router.daemon.queues import QueueBook
 from router.policy import Policy, decide, load_policy
 from router.daemon.writer import StoreWriter
 
@@ -104,6 +105,7 @@ class Daemon:
         self.metrics: Any = None
         self.retraining = False
         self.last_retrain = -RETRAIN_COOLDOWN_S
+        self.queue_book = QueueBook()
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -310,7 +312,8 @@ class Daemon:
         start = time.perf_counter()
         argv, cwd = req["argv"], req["cwd"]
         sh = shape(argv, cwd)
-        d = decide(sh.template, sh.features, argv, self.model, self.policy)
+        load = self.queue_book.load(self.policy, self.dispatcher.running.values())
+        d = decide(sh.template, sh.features, argv, self.model, self.policy, *(load or ()))
         decision_us = (time.perf_counter() - start) * 1e6
         if self.metrics is not None:
             self.metrics.decided(d, sh.template, decision_us / 1e6)
@@ -324,12 +327,14 @@ class Daemon:
                   "features": list(sh.features), "machine": d.machine, "p_over": d.p_over,
                   "sd": d.sd, "reason": d.reason, "threshold": d.threshold, "cwd": cwd,
                   "model_version": self.model.version if self.model else None,
-                  "decision_us": decision_us, "uid": peer.uid}
+                  "decision_us": decision_us, "uid": peer.uid, "predicted_cost": d.cost,
+                  "expected_waits": d.waits}
         job_id = await self.writer.submit(lambda s, db: s.start_job(db, record))
         spec = JobSpec(job_id, argv, cwd, env, peer.uid, gid, groups, user)
         job = Job(job_id, spec, d.machine, d.reason, req["detach"], peer, template=sh.template,
                   p_over=d.p_over, threshold=d.threshold)
         self.counters["jobs"] += 1
+        self.queue_book.note(job, d)
         if not req["detach"]:
             peer.jobs.add(job)
             job.listeners.append(lambda ev: peer.send({**ev, "tag": req["tag"]}))
