@@ -149,8 +149,9 @@ def trained_model(runs: list[dict[str, Any]], store: Path, tmp: Path) -> Any:
     half = tmp / "half.db"
     with Store(store) as s, Store(half) as h:
         rows = [r for r in s.runs() if r["id"] % 2 == 0]
-        h.add_runs_in(h.db, [{k: v for k, v in r.items() if k not in ("id", "done_seq")}
-                             for r in rows])
+        with h.transaction() as db:
+            h.add_runs_in(db, [{k: v for k, v in r.items() if k not in ("id", "done_seq")}
+                               for r in rows])
     model = tmp / "model.rmod"
     subprocess.run([sys.executable, "-m", "router", "train", "--store", str(half),
                     "--model", str(model)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,

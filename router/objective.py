@@ -3,7 +3,7 @@
 A job's cost (reference CPU seconds) is a distribution, not a number: the model predicts a
 logistic in log cost (location `mu`, scale `s`), so p_over(t) = sigmoid((mu - log t) / s) at
 any threshold. Money (price x cost / speed) and completion (wait + start latency + cost /
-speed) are both linear in the cost, so their expectations need the distribution's mean, which
+speed, slower under a CPU cap) are both linear in the cost, so their expectations need the distribution's mean, which
 a long right tail pulls well above its median; a running job's remaining cost is its residual
 E[C - used | C > used], which grows with `used` for a wide distribution. Expectations are
 taken by the midpoint rule over quantiles: exact enough, bounded for any scale (the logistic's
@@ -72,15 +72,27 @@ class Estimate:
     total: float
 
     def describe(self) -> str:
-        wait = f", {self.wait:.2g} s wait" if self.wait >= 0.005 else ""
-        return f"{self.machine}: {self.completion:.2g} s{wait}, {self.total:.2g}"
+        wait = f", {_num(self.wait)} s wait" if self.wait >= 0.005 else ""
+        return f"{self.machine}: {_num(self.completion)} s{wait}, {_num(self.total)}"
+
+
+def _num(x: float) -> str:
+    """Two significant digits, without an exponent up to the millions."""
+    return f"{x:.2g}" if abs(x) < 100 else f"{x:.0f}"
+
+
+def rate(machine: Any) -> float:
+    """Reference CPU seconds a job gets per wall second there: the machine's speed, shared
+    down by a local machine's CPU cap (options.cpu_quota CPUs for all its slots together).
+    A cap does not change a job's CPU seconds, so its money; only how long it waits for them."""
+    quota = (getattr(machine, "options", None) or {}).get("cpu_quota")
+    return machine.speed * (min(1.0, float(quota) / machine.slots) if quota else 1.0)
 
 
 def estimate(mean_cost: float, machine: Any, wait: float, value_of_time: float) -> Estimate:
     """Expected money, completion and their weighted sum of a job of this mean cost there."""
-    run = mean_cost / machine.speed
-    completion = wait + getattr(machine, "start_latency", 0.0) + run
-    money = machine.price * run
+    completion = wait + getattr(machine, "start_latency", 0.0) + mean_cost / rate(machine)
+    money = machine.price * mean_cost / machine.speed
     return Estimate(machine.name, wait, completion, money, money + value_of_time * completion)
 
 

@@ -128,6 +128,15 @@ def test_machines_down_are_no_candidates_and_start_latency_counts():
     assert decide(T, (1.0,), ["./p"], cost(40.0), slow_start).machine == "cheap"
 
 
+def test_a_cpu_capped_machine_costs_the_same_money_and_more_time():
+    p = policy("value_of_time: 2", "  fast: {price: 4, speed: 1}\n"
+               "  slow: {price: 1, speed: 1, options: {cpu_quota: 0.25}}\n")
+    d = decide(T, (1.0,), ["./p"], cost(10.0), p, {"fast": 0.0, "slow": 0.0})
+    assert d.reason == "fast: 10 s, 60 < slow: 40 s, 90"
+    d = decide(T, (1.0,), ["./p"], cost(10.0), p, {"fast": 20.0, "slow": 0.0})
+    assert d.reason == "slow: 40 s, 90 < fast: 30 s, 20 s wait, 100"
+
+
 def test_value_of_time_per_template():
     p = policy("value_of_time: 1", templates="templates:\n  - {match: './p *', value_of_time: 0}\n")
     assert decide(T, (1.0,), ["./p", "1"], cost(40.0), p).machine == "cheap"

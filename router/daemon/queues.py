@@ -3,7 +3,7 @@ has queued and running there and what their decisions predicted them to cost.
 
 Each machine is a FIFO in front of `slots` workers. A running job frees its slot after its
 expected remaining cost (the residual of its predicted distribution given what it has used,
-elapsed wall x speed); each queued job then takes the first slot to free, for its start
+elapsed wall x the rate it runs at); each queued job then takes the first slot to free, for its start
 latency plus its expected cost / speed. A job decided without a distribution counts at its
 threshold, the policy's only figure for it. A machine that just failed to take a job (its
 jobs fell back) is down for DOWN_S and no candidate meanwhile.
@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from router.objective import CostDistribution
+from router.objective import CostDistribution, rate
 
 DOWN_S = 30.0
 
@@ -24,7 +24,7 @@ DOWN_S = 30.0
 def expected_wait(remaining: list[float], queued: list[float], machine: Any) -> float:
     """Wall seconds until one of the machine's slots takes a new job. `remaining` and `queued`
     are in reference CPU seconds, queued in FIFO order."""
-    speed, latency = machine.speed, getattr(machine, "start_latency", 0.0)
+    speed, latency = rate(machine), getattr(machine, "start_latency", 0.0)
     free = sorted(r / speed for r in remaining)[:machine.slots]
     free += [0.0] * (machine.slots - len(free))
     heapq.heapify(free)
@@ -73,7 +73,7 @@ class QueueBook:
                 queued[job.machine].append(mean)
                 continue
             m = machines[job.machine]
-            used = max(now - job.started - getattr(m, "start_latency", 0.0), 0.0) * m.speed
+            used = max(now - job.started - getattr(m, "start_latency", 0.0), 0.0) * rate(m)
             remaining[job.machine].append(dist.residual(used) if dist else max(mean - used, 0.0))
         return {name: expected_wait(remaining[name], queued[name], m)
                 for name, m in machines.items()}
