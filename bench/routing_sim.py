@@ -187,8 +187,9 @@ class SimJob:
 
 @dataclass
 class Noted:
-    """What QueueBook.note reads of a decision."""
+    """What QueueBook.hold reads of a decision."""
 
+    machine: str
     cost: float | None
     threshold: float = 0.0
     dist: CostDistribution | None = None
@@ -200,7 +201,6 @@ class Sim:
     def __init__(self, policy: Policy, seed: int):
         self.policy, self.machines = policy, policy.machines
         self.book = QueueBook()
-        self.active: dict[int, SimJob] = {}
         self.queues: dict[str, deque[SimJob]] = {m: deque() for m in self.machines}
         self.free = {name: m.slots for name, m in self.machines.items()}
         self.events: list[tuple[float, int, SimJob]] = []
@@ -215,7 +215,6 @@ class Sim:
             if pending and (not self.events or pending[-1][0] <= self.events[0][0]):
                 now, _, job = pending.pop()
                 job.machine = rule(self, job, now)
-                self.active[job.id] = job
                 self.queues[job.machine].append(job)
                 self._start(job.machine, now)
             else:
@@ -235,13 +234,18 @@ class Sim:
     def _finish(self, job: SimJob, now: float) -> None:
         m = self.machines[job.machine]
         self.done.append((now - job.arrival, m.price * job.run["cost"] / m.speed))
-        self.active.pop(job.id)
-        self.book.costs.pop(job.id, None)
+        for listener in job.listeners:
+            listener({"event": "exit"})
         self.free[job.machine] += 1
         self._start(job.machine, now)
 
     def waits(self, now: float) -> dict[str, float]:
-        return self.book.waits(self.active.values(), self.machines, now)
+        return self.book.waits(self.machines, now)
+
+    def book_in(self, job: SimJob, decision: Any, now: float) -> str:
+        """Decided, counted in the book from now on, until it ends."""
+        self.book.attach(self.book.hold(decision, now), job)
+        return decision.machine
 
 
 def always(name: str) -> Callable[[Sim, SimJob, float], str]:
@@ -251,9 +255,7 @@ def always(name: str) -> Callable[[Sim, SimJob, float], str]:
 def least_loaded(mean_cost: float) -> Callable[[Sim, SimJob, float], str]:
     def rule(sim: Sim, job: SimJob, now: float) -> str:
         waits = sim.waits(now)
-        best = min(sim.machines, key=lambda n: waits[n])
-        sim.book.note(job, Noted(mean_cost))
-        return best
+        return sim.book_in(job, Noted(min(sim.machines, key=lambda n: waits[n]), mean_cost), now)
     return rule
 
 
@@ -263,9 +265,7 @@ def decided(model: Any) -> Callable[[Sim, SimJob, float], str]:
         r = job.run
         waits = sim.waits(now) if sim.policy.route["rule"] == "objective" else None
         d = decide(r["template"], r["features"], r["argv"], model, sim.policy, waits)
-        job.machine = d.machine
-        sim.book.note(job, d)
-        return d.machine
+        return sim.book_in(job, d, now)
     return rule
 
 
@@ -274,9 +274,7 @@ def oracle(sim: Sim, job: SimJob, now: float) -> str:
     cost = job.run["cost"]
     best, _ = objective.choose(cost, list(sim.machines.values()), sim.waits(now),
                                sim.policy.route["value_of_time"])
-    job.machine = best.machine
-    sim.book.note(job, Noted(cost))
-    return best.machine
+    return sim.book_in(job, Noted(best.machine, cost), now)
 
 
 def arrivals(runs: list[dict[str, Any]], rate: float, n: int, seed: int

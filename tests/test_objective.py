@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import ROUTER
-from router.daemon.queues import DOWN_S, QueueBook, expected_wait
+from router.daemon.queues import DOWN_S, ORPHAN_S, QueueBook, expected_wait
 from router.errors import PolicyError
 from router.learn.modelfile import Prediction
 from router.objective import CostDistribution
@@ -204,23 +204,35 @@ def test_expected_wait_fills_slots_in_fifo_order():
     assert expected_wait([], [5.0, 5.0], machine(1, start_latency=1)) == 12.0
 
 
-def test_queue_book_counts_what_each_decision_predicted():
+def test_queue_book_counts_each_job_from_its_decision_to_its_end():
     p = policy("value_of_time: 1")
     book = QueueBook()
-    jobs = []
-    for i, c in enumerate([40.0, 40.0, 8.0]):
-        job = SimpleNamespace(id=i, machine="fast", cancelled=False, started=None, listeners=[])
-        book.note(job, decide(T, (1.0,), ["./p"], cost(c), p))
-        jobs.append(job)
+    holds = [book.hold(decide(T, (1.0,), ["./p"], cost(c), p), now=100.0)
+             for c in (40.0, 40.0, 8.0)]
+    assert [h.machine for h in holds] == ["fast"] * 3
+    # decided, not yet recorded or queued (a burst on one connection): they count already
+    assert book.waits(p.machines, now=100.0)["fast"] == pytest.approx(88 / 4, rel=0.02)
+    jobs = [SimpleNamespace(cancelled=False, started=None, listeners=[]) for _ in holds]
+    for h, job in zip(holds, jobs):
+        book.attach(h, job)
     jobs[0].started = 100.0               # ran 2 s at speed 4: 8 of its 40 used
-    waits = book.waits(jobs, p.machines, now=102.0)
+    waits = book.waits(p.machines, now=102.0)
     assert waits["cheap"] == 0.0
     assert waits["fast"] == pytest.approx((32 + 40 + 8) / 4, rel=0.02)
     jobs[1].listeners[0]({"event": "rerouted", "machine": "cheap"})
     now = time.monotonic()
     assert "fast" in book.down(now) and "fast" not in book.down(now + DOWN_S + 1)
+    assert book.waits(p.machines, now=102.0)["cheap"] == 0.0    # 8 slots: one taken
     jobs[2].listeners[0]({"event": "exit"})
-    assert 2 not in book.costs
+    assert len(book.holds) == 2
+
+
+def test_a_hold_whose_submit_failed_lapses():
+    book = QueueBook()
+    p = policy("value_of_time: 1")
+    book.hold(decide(T, (1.0,), ["./p"], cost(40.0), p), now=0.0)
+    assert book.waits(p.machines, now=1.0)["fast"] > 0
+    assert book.waits(p.machines, now=ORPHAN_S + 1)["fast"] == 0 and not book.holds
 
 
 # -- history -------------------------------------------------------------------------------

@@ -312,7 +312,7 @@ class Daemon:
         start = time.perf_counter()
         argv, cwd = req["argv"], req["cwd"]
         sh = shape(argv, cwd)
-        load = self.queue_book.load(self.policy, self.dispatcher.running.values())
+        load = self.queue_book.load(self.policy)
         d = decide(sh.template, sh.features, argv, self.model, self.policy, *(load or ()))
         decision_us = (time.perf_counter() - start) * 1e6
         if self.metrics is not None:
@@ -322,6 +322,7 @@ class Daemon:
         if req["dry_run"]:
             peer.send({"event": "decision", **head})
             return
+        hold = self.queue_book.hold(d)
         user, gid, groups = peer.account()
         record = {"time": time.time(), "user": user, "argv": argv, "template": sh.template,
                   "features": list(sh.features), "machine": d.machine, "p_over": d.p_over,
@@ -334,7 +335,7 @@ class Daemon:
         job = Job(job_id, spec, d.machine, d.reason, req["detach"], peer, template=sh.template,
                   p_over=d.p_over, threshold=d.threshold)
         self.counters["jobs"] += 1
-        self.queue_book.note(job, d)
+        self.queue_book.attach(hold, job)
         if not req["detach"]:
             peer.jobs.add(job)
             job.listeners.append(lambda ev: peer.send({**ev, "tag": req["tag"]}))

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from router.objective import CostDistribution, rate
 
 DOWN_S = 30.0
+ORPHAN_S = 60.0
 
 
 def expected_wait(remaining: list[float], queued: list[float], machine: Any) -> float:
@@ -33,55 +33,73 @@ def expected_wait(remaining: list[float], queued: list[float], machine: Any) -> 
     return free[0]
 
 
+class Hold:
+    """One decided job's place in the book: its machine and predicted cost, and, once it has
+    an id and is queued, the job itself (whose `started` says when a slot took it)."""
+
+    def __init__(self, machine: str, dist: CostDistribution | None, mean: float, now: float):
+        self.machine, self.dist, self.mean, self.since = machine, dist, mean, now
+        self.job: Any = None
+
+
 class QueueBook:
-    """What each active job's decision predicted, and which machines are down."""
+    """Every job decided and not yet ended, with what its decision predicted. A job counts
+    from its decision on, so a burst decided before any of it is recorded and queued still
+    sees itself; a hold never attached to a job (its submit failed) lapses after ORPHAN_S."""
 
     def __init__(self) -> None:
-        self.costs: dict[int, tuple[CostDistribution | None, float]] = {}
+        self.holds: dict[int, Hold] = {}
         self.down_until: dict[str, float] = {}
 
-    def note(self, job: Any, decision: Any) -> None:
-        """Called once the job has its id; listens for the job falling back off a machine."""
-        dist = decision.dist
-        self.costs[job.id] = (dist, decision.cost if decision.cost is not None
-                              else decision.threshold or 0.0)
-        origin = [job.machine]
+    def hold(self, decision: Any, now: float | None = None) -> Hold:
+        """Called as soon as the job is decided."""
+        mean = decision.cost if decision.cost is not None else decision.threshold or 0.0
+        h = Hold(decision.machine, decision.dist, mean,
+                 time.monotonic() if now is None else now)
+        self.holds[id(h)] = h
+        return h
+
+    def attach(self, h: Hold, job: Any) -> None:
+        """The job of a hold, queued: listen for its falling back off a machine and its end."""
+        h.job = job
 
         def listen(event: dict[str, Any]) -> None:
             if event.get("event") == "rerouted":
-                self.down_until[origin[0]] = time.monotonic() + DOWN_S
-                origin[0] = event["machine"]
+                self.down_until[h.machine] = time.monotonic() + DOWN_S
+                h.machine = event["machine"]
             elif event.get("event") == "exit":
-                self.costs.pop(job.id, None)
+                self.holds.pop(id(h), None)
         job.listeners.append(listen)
 
     def down(self, now: float) -> set[str]:
         return {name for name, until in self.down_until.items() if until > now}
 
-    def waits(self, jobs: Iterable[Any], machines: dict[str, Any],
-              now: float) -> dict[str, float]:
-        """Expected wait per machine; jobs are the dispatcher's active ones (id, machine,
-        cancelled, started: the monotonic time a slot took it, None while it queues)."""
+    def waits(self, machines: dict[str, Any], now: float) -> dict[str, float]:
+        """Expected wait per machine, from every hold: queued until a slot takes its job
+        (job.started, monotonic), running after."""
         remaining: dict[str, list[float]] = {name: [] for name in machines}
         queued: dict[str, list[float]] = {name: [] for name in machines}
-        for job in jobs:
-            known = self.costs.get(job.id)
-            if job.cancelled or known is None or job.machine not in machines:
+        for key, h in list(self.holds.items()):
+            job = h.job
+            if job is None and now - h.since > ORPHAN_S:
+                del self.holds[key]
                 continue
-            dist, mean = known
-            if job.started is None:
-                queued[job.machine].append(mean)
+            if h.machine not in machines or job is not None and job.cancelled:
                 continue
-            m = machines[job.machine]
+            if job is None or job.started is None:
+                queued[h.machine].append(h.mean)
+                continue
+            m = machines[h.machine]
             used = max(now - job.started - getattr(m, "start_latency", 0.0), 0.0) * rate(m)
-            remaining[job.machine].append(dist.residual(used) if dist else max(mean - used, 0.0))
+            remaining[h.machine].append(h.dist.residual(used) if h.dist
+                                        else max(h.mean - used, 0.0))
         return {name: expected_wait(remaining[name], queued[name], m)
                 for name, m in machines.items()}
 
-    def load(self, policy: Any, jobs: Iterable[Any]) -> tuple[dict[str, float], set[str]] | None:
+    def load(self, policy: Any) -> tuple[dict[str, float], set[str]] | None:
         """Waits and down machines for a decision by the objective rule; None for other rules,
         which need neither."""
         if policy.route["rule"] != "objective":
             return None
         now = time.monotonic()
-        return self.waits(jobs, policy.machines, now), self.down(now)
+        return self.waits(policy.machines, now), self.down(now)
