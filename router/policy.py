@@ -2,7 +2,8 @@
 
 The schema lives here once, with its defaults. Validation walks the YAML node tree, so every
 error names the file, the line and the key's path; unknown keys are errors. `decide()` is the
-one function from (template, features, model, policy) to a machine and a short stable reason.
+one function from (template, features, model, policy, and for the objective rule the machines'
+expected waits) to a machine and a short reason.
 """
 
 from __future__ import annotations
@@ -19,25 +20,28 @@ from typing import Any
 
 import yaml
 
+from router import objective
 from router.errors import PolicyError
+from router.objective import CostDistribution
 
 BACKENDS = ("local", "ssh", "slurm")
-RULES = ("threshold", "expected_cost")
+RULES = ("threshold", "objective")
 
 # key: (type, default); a dict value is a nested section; ("map", schema) a name -> section map
 MACHINE = {
     "backend": (str, "local"), "price": (float, 1.0), "speed": (float, 1.0), "slots": (int, 1),
-    "fallback": (str, None), "options": (dict, {}),
+    "fallback": (str, None), "start_latency": (float, 0.0), "options": (dict, {}),
 }
 SCHEMA: dict[str, Any] = {
     "version": (int, 1),
     "machines": ("map", MACHINE),
     "threshold": (float, 1.0),
-    "templates": ("list", {"match": (str, None), "threshold": (float, None)}),
+    "templates": ("list", {"match": (str, None), "threshold": (float, None),
+                           "value_of_time": (float, None)}),
     "route": {
         "over": (str, None), "under": (str, None), "no_model": (str, None),
         "unknown_template": (str, None), "uncertain": (str, None), "max_sd": (float, 0.25),
-        "p_over": (float, 0.5), "rule": (str, "threshold"),
+        "p_over": (float, 0.5), "rule": (str, "threshold"), "value_of_time": (float, 0.0),
     },
     "access": {"users": (list, []), "groups": (list, [])},
     "daemon": {
@@ -62,6 +66,7 @@ class Machine:
     speed: float
     slots: int
     fallback: str | None
+    start_latency: float
     options: dict[str, Any]
 
 
@@ -74,7 +79,10 @@ class Decision:
     p_over: float | None = None
     sd: float | None = None
     threshold: float | None = None
-    kind: str = "over"   # over | under | no_model | unknown_template | uncertain | expected_cost
+    kind: str = "over"   # over | under | no_model | unknown_template | uncertain | objective
+    cost: float | None = None                  # the objective rule's: expected cost, ref. CPU s
+    waits: dict[str, float] | None = None      # expected wait per machine it weighed, s
+    dist: CostDistribution | None = None
 
 
 @dataclass
@@ -90,12 +98,20 @@ class Policy:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def threshold_for(self, argv: list[str]) -> float:
-        """The first template rule whose glob matches the command line, else the global one."""
+        """The first template rule that matches the command line and sets a threshold, else
+        the global one."""
+        return self._template_value(argv, "threshold", self.threshold)
+
+    def value_of_time_for(self, argv: list[str]) -> float:
+        """Money per second of completion, per template like the threshold."""
+        return self._template_value(argv, "value_of_time", self.route["value_of_time"])
+
+    def _template_value(self, argv: list[str], key: str, default: float) -> float:
         line = shlex.join(argv)
         for rule in self.templates:
-            if fnmatch.fnmatchcase(line, rule["match"]):
-                return float(rule["threshold"])
-        return self.threshold
+            if rule[key] is not None and fnmatch.fnmatchcase(line, rule["match"]):
+                return float(rule[key])
+        return default
 
     def allows(self, uid: int) -> bool:
         users, groups = self.access["users"], self.access["groups"]
@@ -221,6 +237,11 @@ def _check_meaning(c: _Checker, raw: dict[str, Any]) -> None:
             error(f"{where}.slots", "must be >= 1")
         if m["fallback"] is not None and m["fallback"] not in machines:
             error(f"{where}.fallback", f"no machine named {m['fallback']!r}")
+        if m["start_latency"] is None or m["start_latency"] < 0:
+            error(f"{where}.start_latency", "must be >= 0")
+        if raw["route"]["rule"] == "objective" and f"{where}.speed" not in c.nodes:
+            error(f"{where}.speed", "the objective rule needs every machine's speed "
+                  "(`router calibrate --write` measures it)")
     for key in ("over", "under", "no_model", "unknown_template", "uncertain"):
         value = raw["route"][key]
         if value is not None and value not in machines:
@@ -228,8 +249,12 @@ def _check_meaning(c: _Checker, raw: dict[str, Any]) -> None:
     if raw["route"]["rule"] not in RULES:
         error("route.rule", f"expected one of {', '.join(RULES)}")
     for n, rule in enumerate(raw["templates"]):
-        if not rule["match"] or rule["threshold"] is None:
-            error(f"templates[{n}]", "needs both match and threshold")
+        if not rule["match"] or rule["threshold"] is None and rule["value_of_time"] is None:
+            error(f"templates[{n}]", "needs match and a threshold or a value_of_time")
+        if rule["value_of_time"] is not None and rule["value_of_time"] < 0:
+            error(f"templates[{n}].value_of_time", "must be >= 0 (money per second)")
+    if raw["route"]["value_of_time"] is None or raw["route"]["value_of_time"] < 0:
+        error("route.value_of_time", "must be >= 0 (money per second)")
     if raw["threshold"] is None or raw["threshold"] <= 0:
         error("threshold", "must be > 0")
 
@@ -281,8 +306,10 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def decide(template: str, features: tuple[float, ...] | list[float], argv: list[str],
-           model: Any, policy: Policy) -> Decision:
-    """The routing rule. `model` is a ModelFile or None; no JAX is needed here."""
+           model: Any, policy: Policy, waits: dict[str, float] | None = None,
+           down: set[str] | frozenset[str] = frozenset()) -> Decision:
+    """The routing rule. `model` is a ModelFile or None; no JAX is needed here. `waits` and
+    `down` are the daemon's live view of its machines, for the objective rule."""
     route = policy.route
     threshold = policy.threshold_for(argv)
     if model is None:
@@ -294,28 +321,31 @@ def decide(template: str, features: tuple[float, ...] | list[float], argv: list[
         return Decision(route["unknown_template"], "model for other features",
                         threshold=threshold, kind="unknown_template")
     pred = model.predict(template, features, threshold)   # a cost distribution: any threshold
+    dist = CostDistribution.of(pred)
     p, sd = pred.p_over, pred.sd
     if sd > route["max_sd"]:
         return Decision(route["uncertain"], f"uncertain: sd {sd:.2f}", p, sd, threshold,
                         "uncertain")
-    if route["rule"] == "expected_cost":
-        return _cheapest(template, p, sd, threshold, model, policy)
+    if route["rule"] == "objective" and dist is not None:
+        return _objective(dist, p, sd, threshold, argv, policy, waits or {}, down)
+    why = "no cost distribution (retrain): " if route["rule"] == "objective" else ""
     if p >= route["p_over"]:
-        return Decision(route["over"], f"model p={p:.2f} >= {route['p_over']:.2f}", p, sd,
+        return Decision(route["over"], f"{why}model p={p:.2f} >= {route['p_over']:.2f}", p, sd,
                         threshold)
-    return Decision(route["under"], f"model p={p:.2f} < {route['p_over']:.2f}", p, sd, threshold,
-                    "under")
+    return Decision(route["under"], f"{why}model p={p:.2f} < {route['p_over']:.2f}", p, sd,
+                    threshold, "under")
 
 
-def _cheapest(template: str, p: float, sd: float, threshold: float, model: Any,
-              policy: Policy) -> Decision:
-    """Lowest price x predicted cost / speed, the cost being p-weighted over the template's
-    mean costs of expensive and cheap runs."""
-    under, over = model.meta.get("cost_means", {}).get(template, [threshold, threshold])
-    cost = p * over + (1 - p) * under
-    best = min(policy.machines.values(), key=lambda m: m.price * cost / m.speed)
-    return Decision(best.name, f"expected cost {cost:.3g}s: {best.name} cheapest", p, sd,
-                    threshold, "expected_cost")
+def _objective(dist: CostDistribution, p: float, sd: float, threshold: float, argv: list[str],
+               policy: Policy, waits: dict[str, float], down: set[str] | frozenset[str]
+               ) -> Decision:
+    """Least expected money + value_of_time x completion over the machines that are up."""
+    candidates = [m for m in policy.machines.values() if m.name not in down] \
+        or list(policy.machines.values())
+    cost = dist.mean()
+    best, ranked = objective.choose(cost, candidates, waits, policy.value_of_time_for(argv))
+    return Decision(best.machine, objective.reason(ranked), p, sd, threshold, "objective",
+                    cost=cost, waits={e.machine: round(e.wait, 6) for e in ranked}, dist=dist)
 
 
 def route(argv: list[str], model: Any, policy: Policy, cwd: str | None = None) -> dict[str, Any]:
@@ -326,4 +356,5 @@ def route(argv: list[str], model: Any, policy: Policy, cwd: str | None = None) -
     d = decide(sh.template, sh.features, argv, model, policy)
     return {"argv": list(argv), "template": sh.template, "features": list(sh.features),
             "p_over": d.p_over, "sd": d.sd, "machine": d.machine, "reason": d.reason,
-            "threshold": d.threshold, "model_version": model.version if model else None}
+            "threshold": d.threshold, "predicted_cost": d.cost,
+            "model_version": model.version if model else None}

@@ -31,8 +31,9 @@ RUN_FIELDS = (
     "cpu_sys_s", "wall_s", "max_rss_kb", "exit", "timed_out", "cost", "stderr_tail",
     "state", "ended", "p_over", "sd", "reason", "model_version", "threshold", "decision_us",
     "cwd", "uid", "remote_id", "done_seq", "env", "detach", "pid", "pid_start",
+    "predicted_cost", "expected_waits",
 )
-_JSON_FIELDS = ("argv", "features", "env")
+_JSON_FIELDS = ("argv", "features", "env", "expected_waits")
 
 _V1 = """
 CREATE TABLE runs (
@@ -88,6 +89,13 @@ ALTER TABLE runs ADD COLUMN pid INTEGER;
 ALTER TABLE runs ADD COLUMN pid_start INTEGER;
 """
 
+# What an objective-rule decision used: the expected cost (reference CPU s) and, as JSON
+# {machine: seconds}, the expected wait on each machine it weighed.
+_V5 = """
+ALTER TABLE runs ADD COLUMN predicted_cost REAL;
+ALTER TABLE runs ADD COLUMN expected_waits TEXT;
+"""
+
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Statement by statement: executescript() would commit the migration's transaction."""
@@ -112,6 +120,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     lambda db: _script(db, _V2),
     _migrate_v3,
     lambda db: _script(db, _V4),
+    lambda db: _script(db, _V5),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

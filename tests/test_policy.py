@@ -40,13 +40,13 @@ def test_check_reports_every_error_with_its_line_and_key_path(tmp_path):
     assert sorted(got) == sorted(f"{path}:{line}" for line in [
         "5: machines.cheap.slots: expected int, got 'two'",
         "12: route.ovr: unknown key (known: over, under, no_model, unknown_template, "
-        "uncertain, max_sd, p_over, rule)",
+        "uncertain, max_sd, p_over, rule, value_of_time)",
         "4: machines.cheap.price: must be > 0",
         "7: machines.fast.backend: unknown backend 'locl' (known: local, ssh, slurm)",
         "9: machines.fast.fallback: no machine named 'nowhere'",
         "11: route.over: no machine named 'gpu'",
-        "13: route.rule: expected one of threshold, expected_cost",
-        "15: templates[0]: needs both match and threshold",
+        "13: route.rule: expected one of threshold, objective",
+        "15: templates[0]: needs match and a threshold or a value_of_time",
         "16: threshold: must be > 0",
     ])
 
@@ -76,7 +76,6 @@ class OneTemplateModel:
     def __init__(self, p: float, sd: float, threshold: float = 2.0):
         self.index, self.n_features = {"/p {num}": 0}, [1]
         self.pred, self.trained_for = Prediction(p, sd), threshold
-        self.meta = {"cost_means": {"/p {num}": [1.0, 10.0]}}
 
     def threshold(self, template: str) -> float | None:
         return self.trained_for if template in self.index else None
@@ -100,16 +99,3 @@ def test_decision_and_its_reason(model, template, features, machine, reason):
                      "threshold: 2\n")
     d = decide(template, features, ["./p", "1"], model, p)
     assert (d.machine, d.reason) == (machine, reason)
-
-
-def test_expected_cost_rule_picks_the_lowest_price_times_cost_over_speed():
-    text = ("machines:\n  slow: {price: 1, speed: 1}\n  quick: {price: %s, speed: 3}\n"
-            "threshold: 2\nroute: {rule: expected_cost}\n")
-    sure, unlikely = OneTemplateModel(1.0, 0.0), OneTemplateModel(0.0, 0.0)
-    # 3x the speed for 2x the price: quick is cheaper per job, whatever the job costs
-    d = decide("/p {num}", (1.0,), ["./p"], sure, parse_policy(text % 2))
-    assert (d.machine, d.reason) == ("quick", "expected cost 10s: quick cheapest")
-    d = decide("/p {num}", (1.0,), ["./p"], unlikely, parse_policy(text % 2))
-    assert (d.machine, d.reason) == ("quick", "expected cost 1s: quick cheapest")
-    d = decide("/p {num}", (1.0,), ["./p"], sure, parse_policy(text % 4))
-    assert (d.machine, d.reason) == ("slow", "expected cost 10s: slow cheapest")

@@ -55,6 +55,7 @@ class Dispatcher:
                 self._finish(job, None, "cancelled", "cancelled before it started")
                 continue
             self.busy[name] += 1
+            job.started = time.monotonic()
             try:
                 await self._run(job)
             except Exception:  # noqa: BLE001 - one job's failure never stops the worker

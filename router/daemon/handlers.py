@@ -75,7 +75,8 @@ async def submit(st: State, peer: Peer, req: dict[str, Any]) -> None:
 def _decide(st: State, req: dict[str, Any], env: dict[str, str]) -> Submission:
     start = time.perf_counter()
     sh = shape(req["argv"], req["cwd"])
-    d = decide(sh.template, sh.features, req["argv"], st.model, st.policy)
+    load = st.queue_book.load(st.policy)
+    d = decide(sh.template, sh.features, req["argv"], st.model, st.policy, *(load or ()))
     if req["machine"] is not None:      # `submit -p NAME`: a machine of the policy only
         if req["machine"] not in st.policy.machines:
             raise ProtocolError(f"-p {req['machine']}: not a machine of the policy "
@@ -90,12 +91,14 @@ def _decide(st: State, req: dict[str, Any], env: dict[str, str]) -> Submission:
 async def _record(st: State, peer: Peer, sub: Submission) -> Job:
     """The job is in the history before it is queued: a crash cannot lose it."""
     req, d = sub.req, sub.decision
+    hold = st.queue_book.hold(d)
     user, gid, groups = peer.account()
     record = {"time": time.time(), "user": user, "argv": req["argv"],
               "template": sub.shape.template, "features": list(sub.shape.features),
               "machine": d.machine, "p_over": d.p_over, "sd": d.sd, "reason": d.reason,
               "threshold": d.threshold, "cwd": req["cwd"], "model_version": st.model_version(),
               "decision_us": sub.decision_us, "uid": peer.uid, "detach": req["detach"],
+              "predicted_cost": d.cost, "expected_waits": d.waits,
               "env": sub.env if req["detach"] else None}   # a restart runs it again
     job_id = await st.writer.submit(lambda s, db: s.start_job(db, record))
     if st.metrics is not None:
@@ -106,6 +109,7 @@ async def _record(st: State, peer: Peer, sub: Submission) -> Job:
     job = Job(job_id, spec, d.machine, d.reason, req["detach"], peer,
               template=sub.shape.template, p_over=d.p_over, threshold=d.threshold,
               time_limit=req["time_limit"])
+    st.queue_book.attach(hold, job)
     if feed is not None:
         job.listeners.append(lambda ev: ev["event"] == "exit" and peer.end_feed(req["tag"]))
     return job

@@ -32,6 +32,7 @@ class Job:
     listeners: list[Listener] = field(default_factory=list)
     state: str = "queued"
     running: backends.Running | None = None
+    started: float | None = None     # monotonic time its slot took it
     cancelled: bool = False
     result: dict[str, Any] | None = None
     written: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0})

@@ -18,6 +18,7 @@ from router.daemon.dispatcher import Dispatcher
 from router.daemon.spool import Spool
 from router.daemon.writer import StoreWriter
 from router.learn import modelfile
+from router.daemon.queues import QueueBook
 from router.learn.drift import Drift
 from router.policy import Policy
 
@@ -39,6 +40,7 @@ class State:
         self.counters: dict[str, int] = {"jobs": 0, "failed": 0, "refused": 0}
         self.drift = Drift(policy.retrain["drift_window"], policy.retrain["min_accuracy"])
         self.metrics: Any = None
+        self.queue_book = QueueBook()
         self.writer: StoreWriter
         self.dispatcher: Dispatcher
         self.spool: Spool
