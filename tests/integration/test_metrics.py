@@ -4,26 +4,13 @@ Grafana dashboard returns data through Prometheus's HTTP API."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import need_program  # noqa: E402
-from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
-from test_daemon import PROG, POLICY, prog_model  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import need_program
+from daemon_fixture import POLICY, PROG, ROOT, RunningDaemon, free_port, prog_model, wait_for
 
 
 def query(port: int, expr: str) -> list:

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import ROUTER, need_program  # noqa: E402
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
-from test_report import HISTORY, POLICY  # noqa: E402
+from conftest import ROUTER, need_program
+from hand_history import HISTORY, POLICY
 
-from router.store import Store  # noqa: E402
+from router.store import Store
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
