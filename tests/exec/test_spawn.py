@@ -61,26 +61,46 @@ def test_what_cannot_start_says_why_in_one_line(argv, cwd, says):
         run(main())
 
 
+def gone(pid: int) -> bool:
+    """No such process, or a zombie nobody reaped yet: either way it runs no more code."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def until(predicate, what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
 def test_cancel_kills_the_whole_group_and_reports_the_signal(tmp_path):
-    marker = tmp_path / "grandchild-ran"
+    marker, started = tmp_path / "grandchild-ran", tmp_path / "grandchild-pid"
 
     async def main():
-        child = spawn.start(["sh", "-c", f"(sleep 2; touch {marker}) & sleep 30"], spec())
+        child = spawn.start(["sh", "-c", f"(sleep 2; touch {marker}) & echo $! > {started}; "
+                                         "sleep 30"], spec())
         job = LocalRun(child, lambda fd, data: None)
-        await asyncio.sleep(0.2)
+        await until(lambda: started.exists() and started.read_text().endswith("\n"),
+                    "the grandchild to start")
         job.cancel()
-        return await asyncio.wait_for(job.wait(), 10)
+        usage = await asyncio.wait_for(job.wait(), 10)
+        grandchild = int(started.read_text())
+        await until(lambda: gone(grandchild) or marker.exists(), "the grandchild to die")
+        return usage
     assert run(main()).exit == -signal.SIGTERM
-    import time
-    time.sleep(2.5)
     assert not marker.exists()
 
 
 def test_a_dead_spawner_loses_its_jobs_and_the_next_start_gets_a_new_one():
     async def main():
         job = LocalRun(spawn.start(["sleep", "30"], spec()), lambda fd, data: None)
-        while not job.pid:
-            await asyncio.sleep(0.01)
+        await until(lambda: job.pid, "the job's pid")
         os.kill(spawn.spawner().pid, signal.SIGKILL)
         lost = await asyncio.wait_for(job.wait(), 10)
         os.kill(job.pid, signal.SIGKILL)
