@@ -332,3 +332,13 @@ def test_the_checker_sees_lazy_and_registered_imports():
     assert "router.cli.jobs" in mods["router.cli.main"].lazy          # a function-level import
     assert "router.backends.local" in mods["router.backends"].lazy    # a registry entry
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_every_room_is_in_the_design_and_the_readme():
+    design = (ROOT / "docs" / "architecture.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## Command reference")]
+    rooms = sorted(f"router/{p.parent.name}/" for p in (ROOT / "router").glob("*/__init__.py"))
+    for text, where in ((design, "docs/architecture.md"), (layout, "README.md's Layout")):
+        missing = [r for r in [*rooms, "collectors/"] if f"`{r}`" not in text]
+        assert not missing, f"{where} does not name {missing}"
