@@ -100,7 +100,8 @@ def test_cancel_kills_the_whole_group_and_reports_the_signal(tmp_path):
 def test_a_dead_spawner_loses_its_jobs_and_the_next_start_gets_a_new_one():
     async def main():
         job = LocalRun(spawn.start(["sleep", "30"], spec()), lambda fd, data: None)
-        await until(lambda: job.pid, "the job's pid")
+        while not job.pid:
+            await asyncio.sleep(0.01)
         os.kill(spawn.spawner().pid, signal.SIGKILL)
         lost = await asyncio.wait_for(job.wait(), 10)
         os.kill(job.pid, signal.SIGKILL)
