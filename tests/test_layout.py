@@ -45,6 +45,9 @@ ALLOW_ROOM_EDGES: set[tuple[str, str]] = {
     ("router.exec.spawn", "router.client.protocol"),   # line framing of the spawner's pipe
 }
 
+# Rooms whose tests/<room>/ arrives with another engineer's branch (cli's tests).
+ALLOW_ROOMS_WITHOUT_TESTS: set[str] = {"cli"}
+
 CORE = "core"   # router/errors, atomic, paths, features, policy, store: the modules all rooms share
 # What each room may import besides itself (lazy imports included). cli may import anything.
 MAY_IMPORT: dict[str, set[str]] = {
@@ -309,7 +312,7 @@ def test_tests_mirror_the_rooms():
     rooms = {p.parent.name for p in (ROOT / "router").glob("*/__init__.py")} | {"collectors"}
     test_dirs = {p.name for p in (ROOT / "tests").iterdir()
                  if p.is_dir() and not p.name.startswith((".", "__"))}
-    missing = sorted(rooms - test_dirs)
+    missing = sorted(rooms - test_dirs - set(ALLOW_ROOMS_WITHOUT_TESTS))
     assert not missing, f"rooms without tests/<room>/: {missing}"
     stray = sorted(test_dirs - rooms - {"integration"})
     assert not stray, f"tests/ directories that are no room: {stray}"
@@ -318,6 +321,7 @@ def test_tests_mirror_the_rooms():
 def test_allowlists_name_only_current_offenders():
     stale = sorted(set(ALLOW_LONG_MODULES) - set(long_modules()))
     stale += sorted(set(ALLOW_LONG_FUNCTIONS) - set(long_functions()))
+    stale += sorted(r for r in ALLOW_ROOMS_WITHOUT_TESTS if (ROOT / "tests" / r).is_dir())
     edges = graph()
     stale += [f"{a} -> {b}" for a, b in sorted(ALLOW_CYCLE_EDGES)
               if b not in edges.get(a, ()) or not reaches(edges, b, a)]
