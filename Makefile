@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit bench docs clean compile
+.PHONY: demo test test-unit test-private-clone bench docs clean compile
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests --ignore=tests/integration
+
+# The tests that run commands as other users, from a fresh clone of HEAD in a 0700 directory.
+test-private-clone: $(STAMP)
+	.ci/private-clone $(BIN)/python
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]' --config-settings editable_mode=compat

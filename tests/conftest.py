@@ -1,4 +1,5 @@
-"""Shared fixtures. Real parts only: real subprocesses, real SQLite files, real daemons."""
+"""Shared fixtures and the skip-or-fail rule. Real parts only: real subprocesses, real SQLite
+files, real daemons. Integration fixtures live in tests/integration/conftest.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 EXAMPLES = ROOT / "examples"
 ROUTER = [sys.executable, "-m", "router"]
+
+# The one place that makes the tests' helper modules importable by their plain names: this
+# file and hand_history (tests/), daemon_fixture, users, hosts and slurm (tests/integration/).
+# Test modules never touch sys.path and never import each other.
+for _helpers in (TESTS / "integration", TESTS):
+    if str(_helpers) not in sys.path:
+        sys.path.insert(0, str(_helpers))
 
 # A suite run from a shell's background job starts with SIGINT ignored, and every process it
 # starts would inherit that: the Ctrl-C tests would send a signal nobody can get.

@@ -56,8 +56,8 @@ def _quantiles(metric: str, by: str = "machine") -> list[prometheus.Dataquery]:
                f"[{RATE}])))", f"p{int(q * 100)} {{{{{by}}}}}") for q in (0.5, 0.95)]
 
 
-def panels() -> list:
-    """Top to bottom: what it cost and saved, traffic, the model, then capacity."""
+def _stats() -> list:
+    """The top row: what it cost and saved, how right the model was, how old it is."""
     cost = f"sum(increase(router_cost_total{{{SEL}}}[{RANGE}]))"
     fast = f"sum(increase(router_always_fast_cost_total{{{SEL}}}[{RANGE}]))"
     right = f'sum(increase(router_predictions_total{{{SEL},outcome="right"}}[{RANGE}]))'
@@ -70,6 +70,12 @@ def panels() -> list:
               "model calls that the measured cost proved right"),
         _stat("Model age", "s", f"max(router_model_age_seconds{{{SEL}}})",
               "since the model in use was trained"),
+    ]
+
+
+def panels() -> list:
+    """Top to bottom: what it cost and saved, traffic, the model, then capacity."""
+    return _stats() + [
         _ts("Jobs routed by machine", "reqps",
             _q(f"sum by (machine) (rate(router_jobs_total{{{SEL}}}[{RATE}]))")),
         _ts("Jobs routed by reason", "reqps",

@@ -63,6 +63,24 @@ def test_what_cannot_start_says_why_in_one_line(argv, cwd, says):
         run(main())
 
 
+def gone(pid: int) -> bool:
+    """No such process, or a zombie nobody reaped yet: either way it runs no more code."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def until(predicate, what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
 def test_cancel_kills_the_whole_group_and_reports_the_signal(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
 

@@ -1,4 +1,5 @@
-"""A real `router daemon` on a temp socket, waited for by polling with a deadline."""
+"""A real `router daemon` on a temp socket, waited for by polling with a deadline; the policy
+most daemon tests run it with, and a model of examples/prog trained for real."""
 
 from __future__ import annotations
 
@@ -14,9 +15,42 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUTER = [sys.executable, "-m", "router"]
+PROG = str(ROOT / "examples" / "prog")
+POLICY = """
+machines:
+  cheap: {backend: local, price: 1.0, slots: 2}
+  fast: {backend: local, price: 3.0, slots: 2}
+threshold: 0.04
+route: {over: fast, under: cheap}
+daemon: {drain_timeout: 20, model_poll_s: 0.2}
+"""
+
+
+def prog_model(path: Path, threshold: float = 0.04) -> None:
+    """A model of examples/prog's band (over for 24..40), trained for real on its shape."""
+    import numpy as np   # JAX only for the tests that train
+
+    from router.features import template
+    from router.learn import modelfile
+    from router.learn.dataset import Dataset
+    from router.learn.train import TrainOptions, fit
+
+    data = Dataset()
+    t = template([PROG, "1"])
+    for n in np.linspace(1, 64, 200):
+        data.add(t, (float(n),), int(23.5 <= n < 40.5), 0.0, threshold)
+    modelfile.save(fit(data, TrainOptions(epochs=1500, members=3)), path)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something true; fail naming `what` at the deadline."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -85,3 +119,44 @@ class RunningDaemon:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait()
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (which may hold spaces), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+class Process:
+    """A process this test started, indirectly: killed only while it is still that process."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        fields = _stat(pid)
+        self.started = fields[19] if fields else None
+
+    def kill(self) -> None:
+        fields = _stat(self.pid)
+        if fields is None or fields[19] != self.started:
+            return     # gone, or the pid now belongs to someone else
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def descendants(pid: int) -> list[Process]:
+    """Every process below `pid` now: the only ones a test may end besides those it spawned."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))):
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(Process(child))
+        todo.extend(children.get(child, []))
+    return found

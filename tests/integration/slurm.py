@@ -15,26 +15,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daemon_fixture import free_port, wait_for
+
 CLUSTER = "routertest"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -70,7 +56,8 @@ def _munge(c: Cluster) -> None:
     if sock.exists() and subprocess.run(["munge", "-n"], capture_output=True).returncode == 0:
         return   # a munged is already serving
     c.spawn("munged", [*_as_user("munge"), "munged", "-F", "--force"])
-    wait_for(lambda: subprocess.run(["munge", "-n"], capture_output=True).returncode == 0, "munged")
+    wait_for(lambda: subprocess.run(["munge", "-n"], capture_output=True).returncode == 0,
+             60, "munged")
 
 
 def _mariadb(c: Cluster) -> int:
@@ -88,7 +75,7 @@ def _mariadb(c: Cluster) -> int:
                         f"--socket={sock}", "--bind-address=127.0.0.1", f"--port={port}",
                         f"--log-error={run / 'error.log'}", f"--pid-file={run / 'pid'}"])
     wait_for(lambda: c.run("mariadb", "-S", str(sock), "-u", "root", "-e", "select 1",
-                           check=False).returncode == 0, "mariadb")
+                           check=False).returncode == 0, 60, "mariadb")
     c.run("mariadb", "-S", str(sock), "-u", "root", "-e",
           "CREATE USER 'slurm'@'localhost' IDENTIFIED BY 'slurmpw';"
           "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurmpw';"
@@ -97,25 +84,19 @@ def _mariadb(c: Cluster) -> int:
     return port
 
 
-def _configs(c: Cluster, db_port: int) -> None:
-    host = socket.gethostname().split(".")[0]
-    d = c.dir
-    for sub in ("state", "spool", "log"):
-        (d / sub).mkdir()
-    dbd_port, ctl_port, node_port = free_port(), free_port(), free_port()
-    (d / "slurm.conf").write_text(f"""
-ClusterName={CLUSTER}
+SLURM_CONF = """
+ClusterName={cluster}
 SlurmctldHost={host}
 SlurmUser=root
 SlurmctldPort={ctl_port}
 SlurmdPort={node_port}
 AuthType=auth/munge
-StateSaveLocation={d / 'state'}
-SlurmdSpoolDir={d / 'spool'}
-SlurmctldPidFile={d / 'slurmctld.pid'}
-SlurmdPidFile={d / 'slurmd.pid'}
-SlurmctldLogFile={d / 'log' / 'slurmctld.log'}
-SlurmdLogFile={d / 'log' / 'slurmd.log'}
+StateSaveLocation={dir}/state
+SlurmdSpoolDir={dir}/spool
+SlurmctldPidFile={dir}/slurmctld.pid
+SlurmdPidFile={dir}/slurmd.pid
+SlurmctldLogFile={dir}/log/slurmctld.log
+SlurmdLogFile={dir}/log/slurmd.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
@@ -135,9 +116,8 @@ JobCompType=jobcomp/none
 NodeName={host} CPUs=8 State=UNKNOWN
 PartitionName=cheap Nodes={host} Default=YES MaxTime=INFINITE State=UP
 PartitionName=fast Nodes={host} MaxTime=INFINITE State=UP
-""")
-    dbd = d / "slurmdbd.conf"
-    dbd.write_text(f"""
+"""
+SLURMDBD_CONF = """
 AuthType=auth/munge
 DbdHost=localhost
 DbdPort={dbd_port}
@@ -148,9 +128,20 @@ StoragePort={db_port}
 StorageUser=slurm
 StoragePass=slurmpw
 StorageLoc=slurm_acct_db
-PidFile={d / 'slurmdbd.pid'}
-LogFile={d / 'log' / 'slurmdbd.log'}
-""")
+PidFile={dir}/slurmdbd.pid
+LogFile={dir}/log/slurmdbd.log
+"""
+
+
+def _configs(c: Cluster, db_port: int) -> None:
+    for sub in ("state", "spool", "log"):
+        (c.dir / sub).mkdir()
+    values = dict(cluster=CLUSTER, host=socket.gethostname().split(".")[0], dir=c.dir,
+                  db_port=db_port, dbd_port=free_port(), ctl_port=free_port(),
+                  node_port=free_port())
+    (c.dir / "slurm.conf").write_text(SLURM_CONF.format(**values))
+    dbd = c.dir / "slurmdbd.conf"
+    dbd.write_text(SLURMDBD_CONF.format(**values))
     os.chmod(dbd, 0o600)
 
 
@@ -165,12 +156,12 @@ def setup() -> Cluster:
         _configs(c, db_port)
         c.spawn("slurmdbd", ["slurmdbd", "-D"])
         wait_for(lambda: c.run("sacctmgr", "-n", "list", "cluster", check=False).returncode == 0,
-                 "slurmdbd")
+                 60, "slurmdbd")
         c.run("sacctmgr", "-i", "add", "cluster", CLUSTER, check=False)
         c.spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(d / "slurm.conf")])
         c.spawn("slurmd", ["slurmd", "-D", "-f", str(d / "slurm.conf")])
         wait_for(lambda: "idle" in c.run("sinfo", "-h", "-o", "%t", check=False).stdout,
-                 "an idle node")
+                 60, "an idle node")
     except BaseException:
         teardown(c)
         raise

@@ -11,48 +11,15 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import EXAMPLES, need_root  # noqa: E402
-from daemon_fixture import ROOT, RunningDaemon, wait_for  # noqa: E402
+from daemon_fixture import (POLICY, PROG, ROOT, Process, RunningDaemon, descendants, prog_model,
+                            wait_for)
+from users import Client, shared_dir
 
-from router.learn import modelfile  # noqa: E402
-from router.learn.dataset import Dataset  # noqa: E402
-from router.features import template  # noqa: E402
-from router.store import Store  # noqa: E402
-from router.learn.train import TrainOptions, fit  # noqa: E402
-
-POLICY = """
-machines:
-  cheap: {backend: local, price: 1.0, slots: 2}
-  fast: {backend: local, price: 3.0, slots: 2}
-threshold: 0.04
-route: {over: fast, under: cheap}
-daemon: {drain_timeout: 20, model_poll_s: 0.2}
-"""
-PROG = str(EXAMPLES / "prog")
-
-
-def prog_model(path: Path, threshold: float = 0.04) -> None:
-    """A model of examples/prog's band (over for 24..40), trained for real on its shape."""
-    data = Dataset()
-    t = template([PROG, "1"])
-    for n in np.linspace(1, 64, 200):
-        data.add(t, (float(n),), int(23.5 <= n < 40.5), 0.0, threshold)
-    modelfile.save(fit(data, TrainOptions(epochs=1500, members=3)), path)
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    d = RunningDaemon(tmp_path, POLICY)
-    yield d.start()
-    d.stop()
+from router.store import Store
 
 
 def test_routes_by_the_model_and_streams_output(tmp_path):
@@ -216,10 +183,10 @@ def test_garbage_requests_never_hurt_the_daemon(fuzz_daemon, payload):
         s.connect(str(fuzz_daemon.sock))
         s.sendall(payload.replace(b"\n", b" ") + b"\n")
         reply = s.makefile("rb").readline()
-        if reply:
-            msg = json.loads(reply)
-            assert msg.get("ok") is False or msg.get("event") in ("queued", "decision") \
-                or msg.get("ok") is True
+    assert reply, f"no answer to {payload!r}"     # every line gets one, even a blank one
+    msg = json.loads(reply)
+    assert msg.get("ok") is False or msg.get("event") in ("queued", "decision") \
+        or msg.get("ok") is True
 
 
 @pytest.fixture(scope="module")
@@ -260,44 +227,30 @@ def test_no_daemon_runs_here_or_refuses(tmp_path, env):
     assert r.returncode != 0 and "no daemon at" in r.stderr
 
 
-@pytest.fixture
-def other_users():
-    """Two unprivileged users made for the test, removed after it."""
-    need_root()
-    names = ["routert1", "routert2"]
-    for name in names:
-        subprocess.run(["userdel", "-r", name], capture_output=True)
-        subprocess.run(["useradd", "-M", "-s", "/bin/sh", name], check=True)
-    yield [pwd.getpwnam(n) for n in names]
-    for name in names:
-        subprocess.run(["userdel", name], capture_output=True)
+def as_user(user: pwd.struct_passwd, d: RunningDaemon, others: Client,
+            *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(others.argv(user, "-m", "router", *args),
+                          env=others.env(d.env, HOME="/", USER=user.pw_name),
+                          capture_output=True, text=True, timeout=60, cwd="/")
 
 
-def as_user(user: pwd.struct_passwd, d: RunningDaemon, *args: str) -> subprocess.CompletedProcess:
-    env = dict(d.env, HOME="/", USER=user.pw_name)
-    return subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
-                           "--init-groups", sys.executable, "-m", "router", *args],
-                          env=env, capture_output=True, text=True, timeout=60, cwd="/")
-
-
-def test_root_daemon_runs_jobs_as_the_submitter_and_guards_their_jobs(other_users):
+def test_root_daemon_runs_jobs_as_the_submitter_and_guards_their_jobs(other_users, others):
     a, b = other_users
-    tmp = Path(tempfile.mkdtemp(prefix="router-users-"))   # others must reach the socket
-    os.chmod(tmp, 0o755)
+    tmp = shared_dir("router-users-")   # others must reach the socket
     d = RunningDaemon(tmp, POLICY.replace("daemon: {", "daemon: {socket_mode: 0666, "))
     d.start()
     try:
-        r = as_user(a, d, "submit", "--", "/bin/sh", "-c", "id -u; id -g; id -G")
+        r = as_user(a, d, others, "submit", "--", "/bin/sh", "-c", "id -u; id -g; id -G")
         assert r.returncode == 0, r.stderr
         uid, gid, groups = r.stdout.split("\n")[:3]
         assert (int(uid), int(gid)) == (a.pw_uid, a.pw_gid)
         assert "0" not in groups.split()    # the root daemon's groups were dropped
-        job = int(as_user(a, d, "submit", "--parsable", "--detach", "--", "/bin/sleep",
+        job = int(as_user(a, d, others, "submit", "--parsable", "--detach", "--", "/bin/sleep",
                           "300").stdout)
         for verb in ("status", "cancel", "follow"):
-            r = as_user(b, d, verb, str(job))
+            r = as_user(b, d, others, verb, str(job))
             assert r.returncode != 0 and "belongs to another user" in r.stderr, (verb, r.stderr)
-        assert as_user(a, d, "cancel", str(job)).returncode == 0
+        assert as_user(a, d, others, "cancel", str(job)).returncode == 0
     finally:
         d.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -319,20 +272,19 @@ for line in f:
 """
 
 
-def raw_submit(user: pwd.struct_passwd, d: RunningDaemon, argv: list[str], cwd: str) -> str:
+def raw_submit(user: pwd.struct_passwd, d: RunningDaemon, others: Client, argv: list[str],
+               cwd: str) -> str:
     """A submit sent as `user` with any cwd, as a hand-made client could send it."""
     req = json.dumps({"op": "submit", "argv": argv, "cwd": cwd, "env": {"PATH": "/usr/bin:/bin"}})
-    r = subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
-                        "--init-groups", sys.executable, "-c", RAW_SUBMIT, str(d.sock), req],
+    r = subprocess.run(others.argv(user, "-c", RAW_SUBMIT, str(d.sock), req),
                        capture_output=True, text=True, timeout=60, cwd="/")
     assert r.returncode == 0, r.stderr
     return r.stdout
 
 
-def test_root_daemon_enters_the_cwd_as_the_submitter(other_users):
+def test_root_daemon_enters_the_cwd_as_the_submitter(other_users, others):
     a, _ = other_users
-    tmp = Path(tempfile.mkdtemp(prefix="router-cwd-"))
-    os.chmod(tmp, 0o755)
+    tmp = shared_dir("router-cwd-")
     hidden = tmp / "hidden"
     (hidden / "sub").mkdir(parents=True)
     (hidden / "sub" / "s").write_text("secret\n")
@@ -340,16 +292,16 @@ def test_root_daemon_enters_the_cwd_as_the_submitter(other_users):
     d = RunningDaemon(tmp, POLICY.replace("daemon: {", "daemon: {socket_mode: 0666, "))
     d.start()
     try:
-        there = raw_submit(a, d, ["cat", "s"], str(hidden / "sub"))
-        nowhere = raw_submit(a, d, ["cat", "s"], str(hidden / "nowhere"))
-        root = raw_submit(a, d, ["ls"], "/root")
+        there = raw_submit(a, d, others, ["cat", "s"], str(hidden / "sub"))
+        nowhere = raw_submit(a, d, others, ["cat", "s"], str(hidden / "nowhere"))
+        root = raw_submit(a, d, others, ["ls"], "/root")
         assert "secret" not in there
         for reply in (there, nowhere, root):
             assert "Permission denied" in reply, reply
             assert "No such file" not in reply, reply     # nothing told of what is there
-        relative = raw_submit(a, d, ["cat", "s"], "sub")
+        relative = raw_submit(a, d, others, ["cat", "s"], "sub")
         assert "cwd must be an absolute path" in relative
-        ok = raw_submit(a, d, ["cat", "s"], str(tmp))   # a directory the user can enter
+        ok = raw_submit(a, d, others, ["cat", "s"], str(tmp))   # a directory the user can enter
         assert '"exit": 1' in ok and "No such file" in ok and "Permission denied" not in ok
     finally:
         d.stop()
@@ -375,21 +327,18 @@ open(sys.argv[2], "wb").write(data)
 """
 
 
-def test_client_sends_nothing_to_a_socket_another_user_serves(other_users):
+def test_client_sends_nothing_to_a_socket_another_user_serves(other_users, others):
     a, b = other_users
-    tmp = Path(tempfile.mkdtemp(prefix="router-squat-"))
-    os.chmod(tmp, 0o777)
+    tmp = shared_dir("router-squat-", 0o777)
     sock, got = tmp / "router.sock", tmp / "got"
-    squatter = subprocess.Popen(["setpriv", f"--reuid={b.pw_uid}", f"--regid={b.pw_gid}",
-                                 "--init-groups", sys.executable, "-c", SQUATTER, str(sock),
-                                 str(got)], stdout=subprocess.PIPE, text=True)
+    squatter = subprocess.Popen(others.argv(b, "-c", SQUATTER, str(sock), str(got)),
+                                stdout=subprocess.PIPE, text=True)
     try:
         assert squatter.stdout.readline() == "listening\n"
-        env = dict(os.environ, HOME="/", USER=a.pw_name, ROUTER_SOCKET=str(sock),
-                   SECRET_TOKEN="hunter2")
-        r = subprocess.run(["setpriv", f"--reuid={a.pw_uid}", f"--regid={a.pw_gid}",
-                            "--init-groups", sys.executable, "-m", "router", "submit",
-                            "--no-fallback", "--", "/bin/true"],
+        env = others.env(dict(os.environ), HOME="/", USER=a.pw_name, ROUTER_SOCKET=str(sock),
+                         SECRET_TOKEN="hunter2")
+        r = subprocess.run(others.argv(a, "-m", "router", "submit", "--no-fallback", "--",
+                                       "/bin/true"),
                            env=env, capture_output=True, text=True, timeout=60, cwd="/")
         assert r.returncode != 0 and "neither root nor you" in r.stderr, r.stderr
         assert len(r.stderr.splitlines()) == 1
@@ -402,18 +351,19 @@ def test_client_sends_nothing_to_a_socket_another_user_serves(other_users):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_default_socket_is_never_in_a_world_writable_directory(tmp_path):
+def test_default_socket_is_never_in_a_world_writable_directory(tmp_path, request):
     env = {k: v for k, v in os.environ.items()
            if k not in ("ROUTER_SOCKET", "RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR")}
     env["HOME"] = str(tmp_path)
     code = "from router import paths; print(paths.socket())"
-    cmd = [sys.executable, "-c", code]
+    cmd, cwd = [sys.executable, "-c", code], ROOT
     if os.geteuid() == 0:
+        others: Client = request.getfixturevalue("others")
         nobody = pwd.getpwnam("nobody")
-        cmd = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
-               "--clear-groups", *cmd]
-    path = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60,
-                          check=True, cwd=ROOT).stdout.strip()
+        cmd, cwd, env = others.argv(nobody, "-c", code), "/", others.env(env)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    path = r.stdout.strip()
     directory = os.path.dirname(path)
     while not os.path.exists(directory):
         directory = os.path.dirname(directory)

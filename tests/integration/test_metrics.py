@@ -7,22 +7,16 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import need_program  # noqa: E402
-from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
-from test_daemon import PROG, prog_model  # noqa: E402
+from conftest import need_program
+from daemon_fixture import PROG, ROOT, RunningDaemon, free_port, prog_model, wait_for
 
-from router.learn import retrainlog  # noqa: E402
+from router.learn import retrainlog
 
-ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = "127.0.0.2"      # not the default: the policy's address is the one listened on
 POLICY = """
 machines:
@@ -33,12 +27,6 @@ route: {over: fast, under: cheap}
 daemon: {drain_timeout: 20, model_poll_s: 0.2, metrics_templates: 2, metrics_address: %s,
          metrics_port: %d}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def query(port: int, expr: str) -> list:

@@ -7,18 +7,16 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import EXAMPLES, need, need_program, need_root  # noqa: E402
-from daemon_fixture import ROUTER, RunningDaemon, wait_for  # noqa: E402
-import hosts as test_hosts  # noqa: E402
+import hosts as test_hosts
+from conftest import EXAMPLES, need, need_program, need_root
+from daemon_fixture import ROUTER, RunningDaemon, wait_for
 
-from router.policy import load_policy  # noqa: E402
-from router.store import Store  # noqa: E402
+from router.policy import load_policy
+from router.store import Store
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,16 @@ import html
 import json
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import need_program  # noqa: E402
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reports"))
-from test_report_page import POLICY, history, retrains  # noqa: E402
+from conftest import need_program
+from page_history import POLICY, history, retrains
 
-from router.policy import parse_policy  # noqa: E402
-from router.reports.report import render  # noqa: E402
+from router.policy import parse_policy
+from router.reports.report import render
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]

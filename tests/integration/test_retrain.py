@@ -3,23 +3,20 @@ candidate is kept aside rather than promoted."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import EXAMPLES  # noqa: E402
-from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
-from test_daemon import POLICY, PROG  # noqa: E402
+from conftest import EXAMPLES
+from daemon_fixture import POLICY, PROG, RunningDaemon, wait_for
 
-from router.learn import modelfile, retrain  # noqa: E402
-from router.learn.dataset import Dataset  # noqa: E402
-from router.errors import RouterError  # noqa: E402
-from router.features import template  # noqa: E402
-from router.policy import parse_policy  # noqa: E402
-from router.learn.train import TrainOptions, fit  # noqa: E402
+from router.errors import RouterError
+from router.features import template
+from router.learn import modelfile, retrain
+from router.learn.dataset import Dataset
+from router.learn.train import TrainOptions, fit
+from router.policy import parse_policy
 
 SOLVE = [str(EXAMPLES / "solve"), "--mode=exact"]
 

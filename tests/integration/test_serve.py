@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import ROUTER  # noqa: E402
-from daemon_fixture import wait_for  # noqa: E402
-from test_daemon import PROG, prog_model  # noqa: E402
-from test_metrics import free_port  # noqa: E402
+from conftest import ROUTER
+from daemon_fixture import PROG, free_port, prog_model, wait_for
 
 
 def post(port: int, body: bytes) -> tuple[int, dict]:

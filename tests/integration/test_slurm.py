@@ -3,18 +3,13 @@ the right partition and their CPU, as Slurm's own accounting reports it, lands i
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import need_program, need_root  # noqa: E402
-from daemon_fixture import RunningDaemon  # noqa: E402
-import slurm as test_slurm  # noqa: E402
-from test_daemon import PROG, prog_model  # noqa: E402
+import slurm as test_slurm
+from conftest import need_program, need_root
+from daemon_fixture import PROG, RunningDaemon, prog_model
 
-from router.store import Store  # noqa: E402
+from router.store import Store
 
 POLICY = """
 machines:

@@ -7,17 +7,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import need_program, need_root  # noqa: E402
-from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
-from test_daemon import POLICY  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import need_program, need_root
+from daemon_fixture import POLICY, ROOT, RunningDaemon, wait_for
 
 
 def test_ready_reloading_stopping_and_watchdog(tmp_path):
