@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import grp
-import math
 import pwd
 import re
 import shlex

@@ -64,7 +64,7 @@ async def submit(st: State, peer: Peer, req: dict[str, Any]) -> None:
     admit(st, peer)
     if req["env"] is not None:
         peer.env = req["env"]
-    sub = _decide(st, req, peer.env)   # env read now: a later request may change peer.env
+    sub = _decide(st, peer, req, peer.env)   # env read now: a later request may change peer.env
     if req["dry_run"]:
         peer.send({"event": "decision", **sub.head()})
         return
@@ -72,9 +72,10 @@ async def submit(st: State, peer: Peer, req: dict[str, Any]) -> None:
     _enqueue(st, peer, sub, job)
 
 
-def _decide(st: State, req: dict[str, Any], env: dict[str, str]) -> Submission:
+def _decide(st: State, peer: Peer, req: dict[str, Any], env: dict[str, str]) -> Submission:
     start = time.perf_counter()
-    sh = shape(req["argv"], req["cwd"])
+    reader = (peer.uid, peer.account()[2]) if os.geteuid() == 0 and peer.uid != 0 else None
+    sh = shape(req["argv"], req["cwd"], reader)
     load = st.queue_book.load(st.policy)
     d = decide(sh.template, sh.features, req["argv"], st.model, st.policy, *(load or ()))
     if req["machine"] is not None:      # `submit -p NAME`: a machine of the policy only

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import docs  # noqa: E402
 
 from router.cli.commands import COMMANDS  # noqa: E402

@@ -12,12 +12,10 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from daemon_fixture import ROUTER, RunningDaemon, wait_for  # noqa: E402
 
 from router.learn import modelfile  # noqa: E402

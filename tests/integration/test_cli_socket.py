@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import need, need_root  # noqa: E402
 from daemon_fixture import ROUTER, RunningDaemon  # noqa: E402
 

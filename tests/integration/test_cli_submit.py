@@ -6,12 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
 
 from router.store import Store  # noqa: E402

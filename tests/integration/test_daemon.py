@@ -15,8 +15,7 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from daemon_fixture import (POLICY, PROG, ROOT, Process, RunningDaemon, descendants, prog_model,
-                            wait_for)
+from daemon_fixture import POLICY, PROG, ROOT, RunningDaemon, prog_model, wait_for
 from users import Client, shared_dir
 
 from router.store import Store
@@ -296,6 +295,8 @@ def test_root_daemon_enters_the_cwd_as_the_submitter(other_users, others):
         nowhere = raw_submit(a, d, others, ["cat", "s"], str(hidden / "nowhere"))
         root = raw_submit(a, d, others, ["ls"], "/root")
         assert "secret" not in there
+        templates = {json.loads(r.splitlines()[0])["template"] for r in (there, nowhere)}
+        assert templates == {"cat s"}     # the hidden file is not told to exist
         for reply in (there, nowhere, root):
             assert "Permission denied" in reply, reply
             assert "No such file" not in reply, reply     # nothing told of what is there

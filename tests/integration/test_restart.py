@@ -5,10 +5,8 @@ ones whose submitters left with it; nothing is left both running and marked lost
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from daemon_fixture import ROUTER, RunningDaemon, wait_for  # noqa: E402
 
 from router.daemon import process  # noqa: E402

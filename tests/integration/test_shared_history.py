@@ -8,14 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import ROUTER, need_root  # noqa: E402
 from daemon_fixture import RunningDaemon  # noqa: E402
-from test_daemon import PROG, POLICY  # noqa: E402
+from daemon_fixture import POLICY, PROG  # noqa: E402
 
 NOBODY = 65534
 

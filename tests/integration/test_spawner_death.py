@@ -7,10 +7,8 @@ from __future__ import annotations
 import os
 import select
 import signal
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
 
 from router.store import Store  # noqa: E402

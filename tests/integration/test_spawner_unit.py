@@ -11,17 +11,15 @@ bounding set; with the daemon's own child spawner (the old way) the same job can
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import ROUTER, need_program, need_root  # noqa: E402
 from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
-from test_daemon import POLICY  # noqa: E402
+from daemon_fixture import POLICY  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SPAWNER = ROOT / "router/exec/spawner.py"

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_fixture import RunningDaemon  # noqa: E402
 
 POLICY = """

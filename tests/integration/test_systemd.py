@@ -7,7 +7,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+from pathlib import Path
 import time
 
 from conftest import need_program, need_root

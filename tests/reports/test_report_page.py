@@ -8,7 +8,7 @@ import re
 import subprocess
 
 from conftest import ROUTER
-from page_history import POLICY, history, job, retrains
+from page_history import POLICY, history, retrains
 from router.learn import retrainlog
 from router.policy import parse_policy
 from router.reports import plots
