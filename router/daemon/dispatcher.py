@@ -106,13 +106,17 @@ class Dispatcher:
     def _record_running(self, job: Job) -> None:
         """A job that ended before this was called has its end recorded instead: at a
         thousand short jobs a second, one history write in three saved."""
-        if job.state == "running":
-            fields = {"state": "running", "machine": job.machine,
-                      "remote_id": job.running.remote_id if job.running else None}
-            pid = getattr(job.running, "pid", 0)
-            if pid:                 # a restarted daemon kills what it can no longer watch
-                fields.update(pid=pid, pid_start=process.start_time(pid))
-            self.writer.submit(lambda s, db: s.update_job(db, job.id, fields))
+        if job.state != "running":
+            return
+        pid = getattr(job.running, "pid", None)
+        if pid == 0:                # the spawner has not said it started yet: ask again soon
+            asyncio.get_running_loop().call_later(RUNNING_RECORD_S, self._record_running, job)
+            return
+        fields = {"state": "running", "machine": job.machine,
+                  "remote_id": job.running.remote_id if job.running else None}
+        if pid:                     # a restarted daemon kills what it can no longer watch
+            fields.update(pid=pid, pid_start=process.start_time(pid))
+        self.writer.submit(lambda s, db: s.update_job(db, job.id, fields))
 
     def _fall_back(self, job: Job, machine: Machine, why: str) -> None:
         log.warning("job %d: %s down (%s): falling back to %s", job.id, machine.name, why,

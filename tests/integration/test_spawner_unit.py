@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROUTER, need_program, need_root  # noqa: E402
-from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
-from daemon_fixture import POLICY  # noqa: E402
+from conftest import ROUTER, need_program, need_root
+from daemon_fixture import POLICY, RunningDaemon, wait_for
+
+from router.exec.spawner import BOOT
 
 ROOT = Path(__file__).resolve().parents[2]
-SPAWNER = ROOT / "router/exec/spawner.py"
 UNIT_CAPS = "-all,+chown,+dac_read_search"      # router.service's CapabilityBoundingSet
 JOB = ("echo written > {ro}/by-job && /usr/bin/python3 -c 'import socket; "
        "socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)' && grep CapBnd /proc/self/status")
@@ -59,7 +59,7 @@ def test_a_job_does_not_inherit_the_daemons_sandbox(tmp_path, outside):
         env["ROUTER_SPAWNER_SOCKET"] = str(sock)
         activator = subprocess.Popen(["systemd-socket-activate", "--seqpacket", "--accept",
                                       "--listen", str(sock), sys.executable, "-I", "-S",
-                                      str(SPAWNER), "3"], stdout=subprocess.DEVNULL,
+                                      "-c", BOOT, str(ROOT), "3"], stdout=subprocess.DEVNULL,
                                      stderr=open(tmp_path / "activator.log", "ab"))
         wait_for(sock.exists, what="spawner socket")
     d = RunningDaemon(tmp_path, POLICY, env)
