@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 from router.daemon.job import Job
+
+log = logging.getLogger(__name__)
 
 
 class Spool:
@@ -19,16 +22,28 @@ class Spool:
         return self.dir / f"{job_id}.{'out' if fd == 1 else 'err'}"
 
     def write(self, job: Job, fd: int, data: bytes) -> None:
-        f = job.files.get(fd)
-        if f is None:
-            f = job.files[fd] = open(self.path(job.id, fd), "ab")
-        f.write(data)
-        f.flush()
+        """A full disk stops the job's spooling (logged once), not the job or its stream:
+        `written` stays what the file holds."""
+        if job.unspooled:
+            return
+        try:
+            f = job.files.get(fd)
+            if f is None:
+                f = job.files[fd] = open(self.path(job.id, fd), "ab")
+            f.write(data)
+            f.flush()
+        except OSError as exc:
+            job.unspooled = True
+            log.error("job %d: its output is no longer kept for `follow`: %s", job.id, exc)
+            return
         job.written[fd] += len(data)
 
     def close(self, job: Job) -> None:
         for f in job.files.values():
-            f.close()
+            try:
+                f.close()
+            except OSError:
+                pass         # what a full disk kept from the file was logged by write()
         job.files.clear()
 
     def prune(self, max_age_s: float, keep: set[int]) -> int:
