@@ -94,13 +94,17 @@ class Dispatcher:
     def _record_running(self, job: Job) -> None:
         """A job that ended before this was called has its end recorded instead: at a
         thousand short jobs a second, one history write in three saved."""
-        if job.state == "running":
-            fields = {"state": "running", "machine": job.machine,
-                      "remote_id": job.running.remote_id if job.running else None}
-            pid = getattr(job.running, "pid", 0)
-            if pid:                 # a restarted daemon kills what it can no longer watch
-                fields.update(pid=pid, pid_start=process.start_time(pid))
-            self._write(job.id, fields, "running state")
+        if job.state != "running":
+            return
+        fields = {"state": "running", "machine": job.machine,
+                  "remote_id": job.running.remote_id if job.running else None}
+        pid = getattr(job.running, "pid", None)
+        if pid == 0:                # the spawner has not said yet: it will soon
+            asyncio.get_running_loop().call_later(RUNNING_RECORD_S, self._record_running, job)
+            return
+        if pid:                     # a restarted daemon kills what it can no longer watch
+            fields.update(pid=pid, pid_start=process.start_time(pid))
+        self._write(job.id, fields, "running state")
 
     def _write(self, job_id: int, fields: dict[str, Any], what: str) -> asyncio.Future[Any]:
         """A job's update, its failure (a full disk) logged rather than left unretrieved."""
