@@ -63,8 +63,22 @@ class Spool:
         return removed
 
     def read(self, job_id: int, fd: int, limit: int | None) -> bytes:
+        return self.read_at(job_id, fd, 0, limit)
+
+    def read_at(self, job_id: int, fd: int, offset: int, limit: int | None) -> bytes:
         try:
             with open(self.path(job_id, fd), "rb") as f:
+                f.seek(offset)
                 return f.read() if limit is None else f.read(limit)
-        except FileNotFoundError:
+        except OSError:
             return b""
+
+    def sizes(self, job_id: int) -> dict[int, int]:
+        """What the spool holds of an ended job's stdout and stderr."""
+        out = {}
+        for fd in (1, 2):
+            try:
+                out[fd] = self.path(job_id, fd).stat().st_size
+            except OSError:
+                out[fd] = 0
+        return out
