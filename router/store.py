@@ -25,6 +25,7 @@ from router.errors import StoreError
 log = logging.getLogger(__name__)
 
 RESERVOIR_SIZE = 4096
+FULL_BELOW = 1 << 20        # free bytes under which a failed write is put down to a full disk
 
 RUN_FIELDS = (
     "time", "user", "argv", "template", "features", "machine", "source", "cpu_user_s",
@@ -179,7 +180,7 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"history store {self.path}: {exc}") from None
+            raise self.error(exc) from None
 
     def _open_readonly(self) -> None:
         """For readers without write access (a group member reading the system history in
@@ -204,6 +205,22 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def error(self, exc: BaseException) -> StoreError:
+        """One line for a failed open or write; a full disk is named as such, since SQLite
+        often reports it as "disk I/O error"."""
+        full = self.disk_full()
+        why = f"{exc}: disk full at {full}" if full else str(exc)
+        return StoreError(f"history store {self.path}: {why}")
+
+    def disk_full(self) -> str | None:
+        """The store's directory when its disk has (almost) no space left, else None."""
+        where = os.path.dirname(os.path.abspath(self.path))
+        try:
+            st = os.statvfs(where)
+        except OSError:
+            return None
+        return where if st.f_bavail * st.f_frsize < FULL_BELOW else None
+
     def __enter__(self) -> Store:
         return self
 
@@ -216,17 +233,26 @@ class Store:
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"history store {self.path}: {exc}") from None
+            raise self.error(exc) from None
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
-            self.db.execute("ROLLBACK")
-            raise StoreError(f"history store {self.path}: {exc}") from None
+            self._rollback()
+            raise self.error(exc) from None
+
+    def _rollback(self) -> None:
+        """SQLite may have rolled back itself (a full disk): then the error that did it
+        is the one to report, not "cannot rollback"."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("history store %s: rollback failed", self.path)
 
     def check(self) -> None:
         """PRAGMA quick_check: a file with corrupt pages is refused in one line when a daemon

@@ -25,6 +25,7 @@ from router.daemon.spool import Spool
 log = logging.getLogger(__name__)
 
 RUNNING_RECORD_S = 0.05     # a local job is recorded running once it has run this long
+RECORD_RETRY_S = 1.0        # an end the history refused (a full disk) is tried again this often
 
 
 class Dispatcher:
@@ -40,6 +41,7 @@ class Dispatcher:
         self.spool = spool
         self.on_finished = on_finished
         self.active: dict[int, Job] = {}     # queued or running, until the end is recorded
+        self.unrecorded: dict[int, asyncio.TimerHandle] = {}   # ends waiting for the disk
         self.workers = [asyncio.create_task(self._worker(name))
                         for name, m in machines.items() for _ in range(m.slots)]
 
@@ -108,23 +110,30 @@ class Dispatcher:
         thousand short jobs a second, one history write in three saved."""
         if job.state != "running":
             return
-        pid = getattr(job.running, "pid", None)
-        if pid == 0:                # the spawner has not said it started yet: ask again soon
-            asyncio.get_running_loop().call_later(RUNNING_RECORD_S, self._record_running, job)
-            return
         fields = {"state": "running", "machine": job.machine,
                   "remote_id": job.running.remote_id if job.running else None}
+        pid = getattr(job.running, "pid", None)
+        if pid == 0:                # the spawner has not said yet: it will soon
+            asyncio.get_running_loop().call_later(RUNNING_RECORD_S, self._record_running, job)
+            return
         if pid:                     # a restarted daemon kills what it can no longer watch
             fields.update(pid=pid, pid_start=process.start_time(pid))
-        self.writer.submit(lambda s, db: s.update_job(db, job.id, fields))
+        self._write(job.id, fields, "running state")
+
+    def _write(self, job_id: int, fields: dict[str, Any], what: str) -> asyncio.Future[Any]:
+        """A job's update, its failure (a full disk) logged rather than left unretrieved."""
+        written = self.writer.submit(lambda s, db: s.update_job(db, job_id, fields))
+        written.add_done_callback(
+            lambda f: f.cancelled() or f.exception() is None
+            or log.error("job %d: %s not recorded: %s", job_id, what, f.exception()))
+        return written
 
     def _fall_back(self, job: Job, machine: Machine, why: str) -> None:
         log.warning("job %d: %s down (%s): falling back to %s", job.id, machine.name, why,
                     machine.fallback)
         job.machine = machine.fallback or job.machine
         job.reason = f"{machine.name} down: fallback"
-        self.writer.submit(lambda s, db: s.update_job(db, job.id, {
-            "machine": job.machine, "reason": job.reason}))
+        self._write(job.id, {"machine": job.machine, "reason": job.reason}, "fallback")
         job.emit({"event": "rerouted", "id": job.id, "machine": job.machine,
                   "reason": job.reason})
         self.queues[job.machine].put_nowait(job)
@@ -146,12 +155,12 @@ class Dispatcher:
                 self._output(job)(2, f"router: {error}\n".encode())
         self.spool.close(job)
         job.state = state
-        written = self.writer.submit(lambda s, db: s.update_job(db, job.id, fields))
+        written = self._write(job.id, fields, "end")
         written.add_done_callback(lambda f: self._recorded(job, fields, f))
 
     def _recorded(self, job: Job, fields: dict[str, Any], written: asyncio.Future[Any]) -> None:
         if not written.cancelled() and written.exception() is not None:
-            log.error("job %d: end not recorded: %s", job.id, written.exception())
+            self._record_later(job.id, fields)
         job.result = {"event": "exit", "id": job.id, "state": job.state, "exit": fields["exit"],
                       "cost": fields.get("cost"), "machine": job.machine,
                       "wall_s": fields.get("wall_s")}
@@ -165,6 +174,16 @@ class Dispatcher:
         while it waited): recorded cancelled, with why on its stderr."""
         self._finish(job, None, "cancelled", why)
 
+    def _record_later(self, job_id: int, fields: dict[str, Any]) -> None:
+        """An end the history could not take (a full disk) is written again until it can:
+        the job's slot is free and its submitter has heard, only the record waits."""
+        def again() -> None:
+            written = self._write(job_id, fields, "end (again)")
+            written.add_done_callback(
+                lambda f: self.unrecorded.pop(job_id, None)
+                if f.cancelled() or f.exception() is None else self._record_later(job_id, fields))
+        self.unrecorded[job_id] = asyncio.get_running_loop().call_later(RECORD_RETRY_S, again)
+
     def cancel(self, job: Job) -> None:
         job.cancelled = True
         if job.running is not None:
@@ -173,5 +192,10 @@ class Dispatcher:
     async def close(self) -> None:
         for task in self.workers:
             task.cancel()
+        for handle in self.unrecorded.values():
+            handle.cancel()
+        if self.unrecorded:
+            log.error("the ends of %d jobs could not be recorded (%s...): the history still "
+                      "shows them unfinished", len(self.unrecorded), sorted(self.unrecorded)[:10])
         for backend in self.backends.values():
             await backend.close()

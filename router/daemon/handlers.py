@@ -22,6 +22,7 @@ from router.daemon.admit import admit, may_see
 from router.daemon.job import Job
 from router.daemon.peer import Peer
 from router.daemon.state import State
+from router.daemon.stream import OutputStream
 from router.errors import ProtocolError
 from router.features import Shape, shape
 from router.policy import Decision, decide
@@ -121,7 +122,7 @@ def _enqueue(st: State, peer: Peer, sub: Submission, job: Job) -> None:
     st.counters["jobs"] += 1
     if not req["detach"]:
         peer.jobs.add(job)
-        job.listeners.append(lambda ev: peer.send({**ev, "tag": req["tag"]}))
+        job.listeners.append(OutputStream(peer, req["tag"], st.spool, job.id, job.written, job))
     if not req["quiet"]:
         peer.send({"event": "queued", "id": job.id, **sub.head()})
     if req["after"]:
@@ -190,19 +191,17 @@ async def cancel(st: State, peer: Peer, req: dict[str, Any]) -> None:
 
 
 async def follow(st: State, peer: Peer, req: dict[str, Any]) -> None:
+    """What was written so far, from the spool, then live: no byte twice, none missed."""
     row = await _job_row(st, peer, req["id"])
     job = st.dispatcher.active.get(req["id"])
-    tag = req["tag"]
-    if job is not None:   # replay what was written so far, then go live: one loop turn
-        sizes = dict(job.written)
-        job.listeners.append(lambda ev: peer.send({**ev, "tag": tag}))
-    for fd in (1, 2):
-        data = st.spool.read(req["id"], fd, sizes[fd] if job is not None else None)
-        if data:
-            peer.send(protocol.out_event(tag, req["id"], fd, data))
-    if job is None:
-        peer.send({"event": "exit", "tag": tag, "id": row["id"], "state": row["state"],
-                   "exit": row["exit"], "cost": row["cost"], "machine": row["machine"]})
+    if job is not None:
+        stream = OutputStream(peer, req["tag"], st.spool, job.id, job.written, job)
+        job.listeners.append(stream)
+    else:
+        stream = OutputStream(peer, req["tag"], st.spool, row["id"], st.spool.sizes(row["id"]))
+        stream.held.append({"event": "exit", "id": row["id"], "state": row["state"],
+                            "exit": row["exit"], "cost": row["cost"], "machine": row["machine"]})
+    stream.replay()
 
 
 HANDLERS: dict[str, Handler] = {op: globals()[op] for op in protocol.OPS}

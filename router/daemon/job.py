@@ -37,6 +37,7 @@ class Job:
     result: dict[str, Any] | None = None
     written: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0})
     files: dict[int, IO[bytes]] = field(default_factory=dict)
+    unspooled: bool = False           # the spool could not keep its output (a full disk)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def emit(self, event: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ class Peer:
         self.closed = False
         self.pending: list[bytes] = []
         self.feeds: dict[int, StdinFeed] = {}  # by submit tag: stdin may come before its job
+        self.pending_bytes = 0
         self._account: tuple[str, int, list[int]] | None = None
 
     def account(self) -> tuple[str, int, list[int]]:
@@ -53,10 +54,16 @@ class Peer:
             msg = protocol.out_event(msg.get("tag", 0), msg["id"], msg["fd"], msg["data"])
         if not self.pending:
             asyncio.get_running_loop().call_soon(self.flush)
-        self.pending.append(protocol.encode(msg))
+        line = protocol.encode(msg)
+        self.pending.append(line)
+        self.pending_bytes += len(line)
+
+    def buffered(self) -> int:
+        """Bytes waiting to reach the client: queued this turn and in the transport."""
+        return self.pending_bytes + self.writer.transport.get_write_buffer_size()
 
     def flush(self) -> None:
-        data, self.pending = b"".join(self.pending), []
+        data, self.pending, self.pending_bytes = b"".join(self.pending), [], 0
         if not self.closed and data:
             self.writer.write(data)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 from router.daemon.job import Job
+
+log = logging.getLogger(__name__)
 
 
 class Spool:
@@ -19,16 +22,28 @@ class Spool:
         return self.dir / f"{job_id}.{'out' if fd == 1 else 'err'}"
 
     def write(self, job: Job, fd: int, data: bytes) -> None:
-        f = job.files.get(fd)
-        if f is None:
-            f = job.files[fd] = open(self.path(job.id, fd), "ab")
-        f.write(data)
-        f.flush()
+        """A full disk stops the job's spooling (logged once), not the job or its stream:
+        `written` stays what the file holds."""
+        if job.unspooled:
+            return
+        try:
+            f = job.files.get(fd)
+            if f is None:
+                f = job.files[fd] = open(self.path(job.id, fd), "ab")
+            f.write(data)
+            f.flush()
+        except OSError as exc:
+            job.unspooled = True
+            log.error("job %d: its output is no longer kept for `follow`: %s", job.id, exc)
+            return
         job.written[fd] += len(data)
 
     def close(self, job: Job) -> None:
         for f in job.files.values():
-            f.close()
+            try:
+                f.close()
+            except OSError:
+                pass         # what a full disk kept from the file was logged by write()
         job.files.clear()
 
     def prune(self, max_age_s: float, keep: set[int]) -> int:
@@ -48,8 +63,22 @@ class Spool:
         return removed
 
     def read(self, job_id: int, fd: int, limit: int | None) -> bytes:
+        return self.read_at(job_id, fd, 0, limit)
+
+    def read_at(self, job_id: int, fd: int, offset: int, limit: int | None) -> bytes:
         try:
             with open(self.path(job_id, fd), "rb") as f:
+                f.seek(offset)
                 return f.read() if limit is None else f.read(limit)
-        except FileNotFoundError:
+        except OSError:
             return b""
+
+    def sizes(self, job_id: int) -> dict[int, int]:
+        """What the spool holds of an ended job's stdout and stderr."""
+        out = {}
+        for fd in (1, 2):
+            try:
+                out[fd] = self.path(job_id, fd).stat().st_size
+            except OSError:
+                out[fd] = 0
+        return out

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from router.errors import StoreError
+from router.errors import RouterError
 from router.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ class StoreWriter:
         self.loop = loop
         self.store = Store(path)           # opened and checked here: a bad file fails start-up
         self.store.check()
+        full = self.store.disk_full()
+        if full:
+            log.warning("history store %s: disk full at %s: submits are refused until space "
+                        "returns", path, full)
         self.queue: queue.SimpleQueue[tuple[Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self.thread.start()
@@ -80,9 +84,12 @@ class StoreWriter:
                     with self.store.transaction() as db:
                         return [(fut, op(self.store, db), None)]
                 except Exception as exc:  # noqa: BLE001
-                    log.exception("history write failed")
                     if isinstance(exc, sqlite3.Error):   # a full disk, an I/O error
-                        exc = StoreError(f"history store {self.store.path}: {exc}")
+                        exc = self.store.error(exc)
+                    if isinstance(exc, RouterError):
+                        log.error("history write failed: %s", exc)
+                    else:
+                        log.exception("history write failed")
                     return [(fut, None, exc)]
             return [r for item in batch for r in self._execute([item])]
 
