@@ -6,9 +6,10 @@ metadata. The model predicts a cost distribution (format 2), so one file serves 
 threshold; a format 1 file (a classifier for one threshold) is refused with a line that says to
 retrain it: its single logit cannot be turned into a distribution. It is written atomically
 (temp file, fsync, rename), and a file that is truncated, corrupt or foreign is refused with
-one line, so a bad file never replaces the model in use. The daemon predicts from it without importing JAX: for one job the forward
-pass of the whole ensemble is a handful of small NumPy operations, with each template's
-embedding folded into the first layer's bias once at load time.
+one line, so a bad file never replaces the model in use. The daemon predicts from it without
+importing JAX: for one job the forward pass of the whole ensemble is a handful of small NumPy
+operations, with each template's embedding folded into the first layer's bias once at load
+time.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class ModelFile:
             raise ModelError("model without a cost distribution (an older router's): retrain "
                              "it with `router train` or `router retrain --full`")
         self._center, self._spread = (float(v) for v in self.meta["log_cost"])
+        self._tau = float(self.meta.get("scale_factor", 1.0))   # see evaluate.scale_factor
         f = self.mean.shape[1]
         # per template and member, the first layer's bias with the embedding folded in
         bias1 = np.einsum("kte,keh->tkh", w["embed"], w["w1"][:, f:, :]) + w["b1"][None]
@@ -146,9 +148,9 @@ class ModelFile:
         h2 += self._b2_3
         np.maximum(h2, 0.0, out=h2)
         heads = np.matmul(h2, self._w3_3).ravel().tolist()
-        c, sp = self._center, self._spread
+        c, sp, tau = self._center, self._spread, self._spread * self._tau
         mus = [c + sp * (heads[2 * k] + b[0]) for k, b in enumerate(self._b3_l)]
-        scales = [sp * (dist.softplus(heads[2 * k + 1] + b[1]) + dist.S_MIN)
+        scales = [tau * (dist.softplus(heads[2 * k + 1] + b[1]) + dist.S_MIN)
                   for k, b in enumerate(self._b3_l)]
         mu, s = dist.combine(mus, scales)
         if threshold is None:
@@ -171,7 +173,7 @@ class ModelFile:
         np.maximum(h, 0.0, out=h)
         heads = np.einsum("knh,khj->knj", h, self._w3) + self._b3[:, None, :]
         mu = self._center + self._spread * heads[..., 0]
-        s = self._spread * (np.logaddexp(0.0, heads[..., 1]) + dist.S_MIN)
+        s = self._spread * self._tau * (np.logaddexp(0.0, heads[..., 1]) + dist.S_MIN)
         return np.stack([mu, s], axis=-1)
 
 
