@@ -6,9 +6,10 @@ metadata. The model predicts a cost distribution (format 2), so one file serves 
 threshold; a format 1 file (a classifier for one threshold) is refused with a line that says to
 retrain it: its single logit cannot be turned into a distribution. It is written atomically
 (temp file, fsync, rename), and a file that is truncated, corrupt or foreign is refused with
-one line, so a bad file never replaces the model in use. The daemon predicts from it without importing JAX: for one job the forward
-pass of the whole ensemble is a handful of small NumPy operations, with each template's
-embedding folded into the first layer's bias once at load time.
+one line, so a bad file never replaces the model in use. The daemon predicts from it without
+importing JAX: for one job the forward pass of the whole ensemble is a handful of small NumPy
+operations, with each template's embedding folded into the first layer's bias once at load
+time.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class ModelFile:
             raise ModelError("model without a cost distribution (an older router's): retrain "
                              "it with `router train` or `router retrain --full`")
         self._center, self._spread = (float(v) for v in self.meta["log_cost"])
+        self._tau = float(self.meta.get("scale_factor", 1.0))   # see evaluate.scale_factor
         f = self.mean.shape[1]
         # per template and member, the first layer's bias with the embedding folded in
         bias1 = np.einsum("kte,keh->tkh", w["embed"], w["w1"][:, f:, :]) + w["b1"][None]
@@ -94,8 +96,11 @@ class ModelFile:
         self._w3 = w["w3"]
         self._b3 = w["b3"]
         self._b2_3 = w["b2"][:, None, :].astype(np.float32)
-        self._w3_3 = np.ascontiguousarray(w["w3"], np.float32)
-        self._b3_l = w["b3"].tolist()
+        # the location head in log seconds (normalisation folded in), the scale head raw
+        w3 = w["w3"] * np.array([self._spread, 1.0])
+        self._w3_3 = np.ascontiguousarray(w3, np.float32)
+        self._b_mu = (self._center + self._spread * w["b3"][:, 0]).tolist()
+        self._b_s = w["b3"][:, 1].tolist()
         self._mean_l = self.mean.tolist()
         self._scale_l = self.scale.tolist()
 
@@ -146,20 +151,24 @@ class ModelFile:
         h2 += self._b2_3
         np.maximum(h2, 0.0, out=h2)
         heads = np.matmul(h2, self._w3_3).ravel().tolist()
-        c, sp = self._center, self._spread
-        mus = [c + sp * (heads[2 * k] + b[0]) for k, b in enumerate(self._b3_l)]
-        scales = [sp * (dist.softplus(heads[2 * k + 1] + b[1]) + dist.S_MIN)
-                  for k, b in enumerate(self._b3_l)]
+        return self._distribution(heads, self.thresholds[i] if threshold is None else threshold)
+
+    def _distribution(self, heads: list[float], threshold: float) -> Prediction:
+        """Members' heads to the ensemble's logistic and p_over: scalar math, since NumPy
+        calls on five numbers cost more than the numbers (tanh: a sigmoid that cannot
+        overflow)."""
+        a, log1p, exp, tanh = self._spread * self._tau, math.log1p, math.exp, math.tanh
+        mus = [h + b for h, b in zip(heads[0::2], self._b_mu)]
+        scales = [a * ((r if r > 30.0 else log1p(exp(r))) + dist.S_MIN)
+                  for r in (h + b for h, b in zip(heads[1::2], self._b_s))]
         mu, s = dist.combine(mus, scales)
-        if threshold is None:
-            threshold = self.thresholds[i]
         if not threshold > 0:
             return Prediction(float("nan"), float("nan"), mu=mu, s=s)
         lt = math.log(threshold)
-        ps = [dist.sigmoid((m - lt) / v) for m, v in zip(mus, scales)]
+        ps = [0.5 + 0.5 * tanh(0.5 * (m - lt) / v) for m, v in zip(mus, scales)]
         pm = sum(ps) / len(ps)
         var = sum((p - pm) * (p - pm) for p in ps) / len(ps)
-        return Prediction(dist.sigmoid((mu - lt) / s), math.sqrt(var), mu=mu, s=s)
+        return Prediction(0.5 + 0.5 * tanh(0.5 * (mu - lt) / s), math.sqrt(var), mu=mu, s=s)
 
     def predict_batch(self, template_idx: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Every member's (mu, s) of log cost, [K, N, 2], for scaled features x [N, F]: batch
@@ -171,7 +180,7 @@ class ModelFile:
         np.maximum(h, 0.0, out=h)
         heads = np.einsum("knh,khj->knj", h, self._w3) + self._b3[:, None, :]
         mu = self._center + self._spread * heads[..., 0]
-        s = self._spread * (np.logaddexp(0.0, heads[..., 1]) + dist.S_MIN)
+        s = self._spread * self._tau * (np.logaddexp(0.0, heads[..., 1]) + dist.S_MIN)
         return np.stack([mu, s], axis=-1)
 
 

@@ -339,8 +339,11 @@ def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
     if len(val_idx):
         val = (*rows(val_idx), obs.log_threshold[val_idx], y[val_idx])
     info = trainer.fit(_collapse(group[train_idx], rows(train_idx)), val)
-    meta = {"log_cost": [center, spread], "cost_means": _cost_means(data, shell.templates)}
-    figures = evaluate.figures(_model(trainer, shell, meta), data.subset(val_idx), opts.p_cut)
+    meta = {"log_cost": [center, spread], "cost_means": _cost_means(data, shell.templates),
+            "scale_factor": base.meta.get("scale_factor", 1.0) if base else 1.0}
+    split_model = _model(trainer, shell, meta)
+    figures = evaluate.validate(split_model, data, group, val_idx, opts.p_cut)
+    meta["scale_factor"] = split_model.meta["scale_factor"]
     if len(val_idx):   # the split chose the epochs; the model itself learns from every run
         refit = TrainOptions(**{**opts.__dict__, "epochs": max(info["chosen_epoch"], 1)})
         trainer = _trainer(arch, refit, base, shell)

@@ -71,7 +71,7 @@ def test_fast_path_agrees_with_the_jax_forward(trained):
     heads = np.asarray(ensemble_heads(graph(arch), states, x, t), dtype=np.float64)
     center, spread = trained.meta["log_cost"]
     mus = center + spread * heads[..., 0]
-    scales = spread * (np.logaddexp(0.0, heads[..., 1]) + dist.S_MIN)
+    scales = spread * trained.meta["scale_factor"] * (np.logaddexp(0.0, heads[..., 1]) + dist.S_MIN)
     mu, s = dist.combine_arrays(mus, scales)
     member_p = dist.p_over_arrays(mus, scales, np.log(0.05))
     for i in range(len(data)):
