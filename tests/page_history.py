@@ -3,13 +3,8 @@ log, for the report's page tests and its browser test."""
 
 from __future__ import annotations
 
-POLICY = """
-machines:
-  cheap: {price: 1.0, speed: 1.0}
-  fast: {price: 4.0, speed: 2.0}
-threshold: 1.0
-route: {over: fast, under: cheap}
-"""
+from hand_history import POLICY  # noqa: F401 - the same two machines
+
 T0 = 1_700_000_000.0
 KILL = "sh -c 'kill -TERM $$'"
 SEQ = ("sh -c 'for i in $(seq 30); do /opt/tools/bin/simulate-the-whole-weather-of-the-"

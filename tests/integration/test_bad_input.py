@@ -16,19 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon_fixture import ROUTER, RunningDaemon, wait_for  # noqa: E402
+from daemon_fixture import POLICY, ROUTER, RunningDaemon, wait_for
 
 from router.learn import modelfile  # noqa: E402
 from router.store import Store  # noqa: E402
 
-POLICY = """
-machines:
-  cheap: {backend: local, price: 1.0, slots: 2}
-  fast: {backend: local, price: 3.0, slots: 2}
-threshold: 0.04
-route: {over: fast, under: cheap}
-daemon: {drain_timeout: 20, model_poll_s: 0.2}
-"""
 BAD_POLICIES = {"empty": b"", "no machines": b"threshold: 1.0\n",
                 "not utf-8": b"machines:\n  a: {backend: local}\n# \xff\xfe\n"}
 

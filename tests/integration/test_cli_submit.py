@@ -9,18 +9,10 @@ import re
 
 import pytest
 
-from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
+from daemon_fixture import POLICY, RunningDaemon, wait_for
 
 from router.store import Store  # noqa: E402
 
-POLICY = """
-machines:
-  cheap: {backend: local, price: 1.0, slots: 2}
-  fast: {backend: local, price: 3.0, slots: 2}
-threshold: 0.04
-route: {over: fast, under: cheap}
-daemon: {drain_timeout: 20, model_poll_s: 0.2}
-"""
 EPOCH = re.compile(r"\b1[0-9]{9}\.[0-9]+")
 
 

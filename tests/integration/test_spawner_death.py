@@ -9,17 +9,10 @@ import select
 import signal
 from pathlib import Path
 
-from daemon_fixture import RunningDaemon, wait_for  # noqa: E402
+from daemon_fixture import POLICY, RunningDaemon, wait_for
 
 from router.store import Store  # noqa: E402
 
-POLICY = """
-machines:
-  cheap: {backend: local, price: 1.0, slots: 2}
-  fast: {backend: local, price: 3.0, slots: 2}
-threshold: 0.04
-route: {over: fast, under: cheap}
-"""
 
 
 def _spawner(daemon_pid: int) -> int | None:

@@ -6,15 +6,8 @@ import subprocess
 
 import pytest
 
-from daemon_fixture import RunningDaemon  # noqa: E402
+from daemon_fixture import POLICY, RunningDaemon
 
-POLICY = """
-machines:
-  cheap: {backend: local, price: 1.0, slots: 2}
-  fast: {backend: local, price: 3.0, slots: 2}
-threshold: 0.04
-route: {over: fast, under: cheap}
-"""
 
 
 @pytest.fixture(scope="module")
