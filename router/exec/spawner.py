@@ -306,7 +306,10 @@ def main() -> None:
     os.closerange(3, fd)                # what the daemon's parent left open is not for jobs
     os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
     os.set_inheritable(fd, False)       # inherited by us, never by a job
-    Spawner(socket.socket(fileno=fd)).run()
+    try:
+        Spawner(socket.socket(fileno=fd)).run()
+    except (BrokenPipeError, ConnectionResetError):
+        pass                            # the daemon died (kill -9): its EOF, said otherwise
 
 
 if __name__ == "__main__":
