@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests --ignore=tests/integration
+	$(BIN)/python -m pytest -q tests --ignore=tests/integration --ignore=tests/faults
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]' --config-settings editable_mode=compat
