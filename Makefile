@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests --ignore=tests/integration
+	$(BIN)/python -m pytest -q tests --ignore=tests/integration --ignore=tests/faults
 
 # The tests that run commands as other users, from a fresh clone of HEAD in a 0700 directory.
 test-private-clone: $(STAMP)

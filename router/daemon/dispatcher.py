@@ -25,6 +25,7 @@ from router.daemon.spool import Spool
 log = logging.getLogger(__name__)
 
 RUNNING_RECORD_S = 0.05     # a local job is recorded running once it has run this long
+PID_POLL_S = 0.002          # how often a detached job's pid is looked for until the spawner says
 RECORD_RETRY_S = 1.0        # an end the history refused (a full disk) is tried again this often
 
 
@@ -78,7 +79,7 @@ class Dispatcher:
             job.running = await self.backends[job.machine].start(job.spec, self._output(job))
             job.state = "running"
             if job.running.remote_id is None:
-                asyncio.get_running_loop().call_later(RUNNING_RECORD_S, self._record_running, job)
+                asyncio.get_running_loop().call_later(_record_delay(job), self._record_running, job)
             else:
                 self._record_running(job)
             if job.cancelled:
@@ -114,7 +115,8 @@ class Dispatcher:
                   "remote_id": job.running.remote_id if job.running else None}
         pid = getattr(job.running, "pid", None)
         if pid == 0:                # the spawner has not said yet: it will soon
-            asyncio.get_running_loop().call_later(RUNNING_RECORD_S, self._record_running, job)
+            asyncio.get_running_loop().call_later(_record_delay(job) or PID_POLL_S,
+                                                  self._record_running, job)
             return
         if pid:                     # a restarted daemon kills what it can no longer watch
             fields.update(pid=pid, pid_start=process.start_time(pid))
@@ -199,3 +201,10 @@ class Dispatcher:
                       "shows them unfinished", len(self.unrecorded), sorted(self.unrecorded)[:10])
         for backend in self.backends.values():
             await backend.close()
+
+
+def _record_delay(job: Job) -> float:
+    """A detached job is recorded running as soon as its pid is known: a daemon restarted
+    after a kill -9 runs again the detached jobs the history still shows queued, and the
+    sooner the record, the smaller the window in which one could run twice."""
+    return 0.0 if job.detach else RUNNING_RECORD_S

@@ -362,7 +362,10 @@ def main() -> None:
     _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     if uid not in (0, os.getuid()):     # socket-activated: only root or ourselves may ask
         sys.exit(f"router spawner: refused a connection from uid {uid}")
-    SpawnerLoop(sock).run()
+    try:
+        SpawnerLoop(sock).run()
+    except (BrokenPipeError, ConnectionResetError):
+        pass                            # the daemon died (kill -9): its EOF, said otherwise
 
 
 if __name__ == "__main__":
