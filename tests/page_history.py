@@ -3,7 +3,7 @@ log, for the report's page tests and its browser test."""
 
 from __future__ import annotations
 
-from hand_history import POLICY  # noqa: F401 - the same two machines
+from hand_history import POLICY  # noqa: F401 - the same two machines (re-exported)
 
 T0 = 1_700_000_000.0
 KILL = "sh -c 'kill -TERM $$'"

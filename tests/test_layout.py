@@ -306,7 +306,7 @@ def test_tests_mirror_the_rooms():
                  if p.is_dir() and not p.name.startswith((".", "__"))}
     missing = sorted(rooms - test_dirs - set(ALLOW_ROOMS_WITHOUT_TESTS))
     assert not missing, f"rooms without tests/<room>/: {missing}"
-    stray = sorted(test_dirs - rooms - {"integration"})
+    stray = sorted(test_dirs - rooms - {"integration", "faults"})
     assert not stray, f"tests/ directories that are no room: {stray}"
 
 
