@@ -81,7 +81,9 @@ def test_routes_to_real_hosts_measures_remote_cpu_and_falls_back(hosts, tmp_path
 
         cal = json.loads(d.router("calibrate", "--json", "--write", "--repeat", "1",
                                   timeout=120).stdout)
-        assert cal["cheap"]["wall_s"] > 2.5 * cal["fast"]["wall_s"], cal   # 25% of a core
+        # 25% of a core: its wall time is at least ~4x its CPU, however loaded the machine is
+        # (a bound the quota sets, not a race between two measured runs)
+        assert cal["cheap"]["wall_s"] > 3.0 * cal["cheap"]["cpu_s"], cal
         assert 0.5 < cal["fast"]["speed"] < 2.0, cal                          # same CPUs
         written = load_policy(d.policy).machines
         assert [written[m].speed for m in ("cheap", "fast")] == \
