@@ -49,7 +49,7 @@ SCHEMA: dict[str, Any] = {
         "store": (str, None), "model": (str, None), "metrics_port": (int, None),
         "metrics_address": (str, "127.0.0.1"), "metrics_templates": (int, 20),
         "drain_timeout": (float, 30.0), "model_poll_s": (float, 2.0),
-        "watchdog": (bool, True), "spool_days": (float, 7.0),
+        "watchdog": (bool, True), "spool_days": (float, 7.0), "show_others_jobs": (bool, False),
     },
     "retrain": {
         "margin": (float, 0.02), "holdout": (int, 200), "min_accuracy": (float, 0.8),
