@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from router import objective
+from router import duration, objective
 from router.errors import PolicyError
 from router.objective import CostDistribution
 
@@ -31,6 +31,7 @@ RULES = ("threshold", "objective")
 MACHINE = {
     "backend": (str, "local"), "price": (float, 1.0), "speed": (float, 1.0), "slots": (int, 1),
     "fallback": (str, None), "start_latency": (float, 0.0), "options": (dict, {}),
+    "time_limit": ("duration", None),
 }
 SCHEMA: dict[str, Any] = {
     "version": (int, 1),
@@ -68,6 +69,7 @@ class Machine:
     fallback: str | None
     start_latency: float
     options: dict[str, Any]
+    time_limit: float | None = None     # seconds; a submit without --time gets it
 
 
 @dataclass
@@ -167,11 +169,25 @@ class _Checker:
         value = yaml.safe_load(yaml.serialize(node)) if isinstance(node, yaml.ScalarNode) else node
         if value is None:
             return None
+        if kind == "duration":
+            return self.duration(node, key, value)
         ok = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}[kind]
         if isinstance(value, bool) and kind is not bool or not isinstance(value, ok):
             self.error(node, key, f"expected {kind.__name__}, got {value!r}")
             return default
         return kind(value)
+
+    def duration(self, node: yaml.Node, key: str, value: Any) -> float | None:
+        """Seconds, or a string in Slurm's --time spellings (`30`, `1:30:00`, `2-0`)."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        try:
+            if isinstance(value, str):
+                return duration.seconds(value)
+            raise ValueError(f"expected seconds or {duration.SPELLINGS}")
+        except ValueError as exc:
+            self.error(node, key, f"{value!r}: {exc}")
+            return None
 
     def section(self, node: yaml.Node, schema: dict[str, Any], prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
