@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import psutil
+import pytest
 
 from conftest import ROUTER
 from router.store import Store
@@ -59,9 +60,10 @@ def test_non_utf8_stdin_is_one_line(env):
     assert "UTF-8" in err
 
 
-def test_ctrl_c_records_runs_finished_out_of_order(env, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_records_runs_finished_out_of_order(env, tmp_path, sig):
     """-j 2 over `777 0.01 0.01`: both short runs end while the first still runs, so they
-    wait for it to keep input order; Ctrl-C must record them and say so truly."""
+    wait for it to keep input order; Ctrl-C (or SIGTERM) must record them and say so truly."""
     script = f"touch {tmp_path}/started.$0; exec sleep $0"
     p = subprocess.Popen([*ROUTER, "collect", "-j", "2", "--text", "--", "/bin/sh", "-c",
                           script, "{}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -76,11 +78,11 @@ def test_ctrl_c_records_runs_finished_out_of_order(env, tmp_path):
             started = all((tmp_path / f"started.{v}").exists() for v in ("0.01", "0.011"))
             return started and len(me.children()) == 1   # only `sleep 777` left, unreaped none
         assert _poll(short_runs_reaped)
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         out, err = p.communicate(timeout=30)
     finally:
         _end(p)
-    assert p.returncode == 130
+    assert p.returncode == 128 + sig
     assert _count(env) == 2
     assert sorted(line.split()[0] for line in out.splitlines()) == ["0.01", "0.011"]
     assert "2 runs recorded" in err and "1 " in err and "Traceback" not in err
