@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import pwd
 import random
 import select
 import shlex
+import signal
 import sys
 import time
 from collections import namedtuple
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 COMMIT_ROWS = 64   # rows per transaction at most
 COMMIT_S = 0.25    # and no row waits longer than this for its commit
 QUOTING = "'\"\\"  # a line without these splits on whitespace alone
+SHUFFLE_MAX = 10_000_000   # --shuffle holds every input in memory
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class SweepOptions:
@@ -77,6 +81,7 @@ def check_program(cmd: list[str]) -> None:
 
 def build_argv(cmd: list[str], line: str, lineno: int) -> list[str]:
     """`{}` takes the whole line as one argument; otherwise the line's words are appended."""
+    _check_line(line, lineno)
     if "{}" in cmd:
         return [line if a == "{}" else a for a in cmd]
     try:
@@ -87,17 +92,43 @@ def build_argv(cmd: list[str], line: str, lineno: int) -> list[str]:
         raise UsageError(f"stdin line {lineno}: cannot parse {line!r}: {exc}") from None
 
 
+def _check_line(line: str, lineno: int) -> None:
+    """What exec and the history cannot carry is refused by its line, before any run."""
+    if "\0" in line:
+        raise UsageError(f"stdin line {lineno}: holds a NUL byte, which no argument can carry")
+    if not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"stdin line {lineno}: not UTF-8 text") from None
+
+
 def _plain(line: str) -> bool:
     """Printable ASCII (and tabs) without quotes or backslashes: whitespace alone splits it."""
     return (line.isascii() and not any(c in line for c in QUOTING)
             and line.replace("\t", " ").isprintable())
 
 
-def sweep_lines(spec: str) -> list[str]:
-    """`A:B[:STEP]`, inclusive like `seq A STEP B`."""
+class SweepRange:
+    """`A:B[:STEP]`'s inputs, made one at a time: `--sweep 1:1e9` starts at once and holds
+    one input, not a billion."""
+
+    def __init__(self, start: float, step: float, size: int):
+        self.start, self.step, self.size = start, step, size
+        self.integral = all(v == int(v) for v in (start, step))
+
+    def __iter__(self) -> Iterator[str]:
+        start, step, integral = self.start, self.step, self.integral
+        for i in range(self.size):
+            v = start + i * step
+            yield str(int(v)) if integral else f"{v:g}"
+
+
+def sweep_lines(spec: str) -> SweepRange:
+    """`A:B[:STEP]`, inclusive like `seq A STEP B`; a bad spec is refused before any run."""
     try:
         parts = [float(p) for p in spec.split(":")]
-        if len(parts) not in (2, 3):
+        if len(parts) not in (2, 3) or not all(math.isfinite(p) for p in parts):
             raise ValueError
         start, stop = parts[0], parts[1]
         step = parts[2] if len(parts) == 3 else 1.0
@@ -105,10 +136,7 @@ def sweep_lines(spec: str) -> list[str]:
             raise ValueError
     except ValueError:
         raise UsageError(f"--sweep {spec!r}: expected A:B or A:B:STEP with STEP > 0") from None
-    count = int((stop - start) / step + 1e-9) + 1
-    values = [start + i * step for i in range(max(count, 0))]
-    integral = all(v == int(v) for v in (start, step))
-    return [str(int(v)) if integral else f"{v:g}" for v in values]
+    return SweepRange(start, step, max(int((stop - start) / step + 1e-9) + 1, 0))
 
 
 _Slot = namedtuple("_Slot", ["index", "line", "argv", "run", "files", "spare_err"])
@@ -189,24 +217,46 @@ class Sweep:
             sys.stderr.write(f"\r{self.done} runs, {self.failed} failed, {rate:.1f}/s ")
             sys.stderr.flush()
 
-    def _inputs(self, lines: Iterable[str]) -> Iterator[tuple[str, list[str]]]:
+    def _inputs(self, lines: Iterable[str]) -> Iterator[tuple[int, str, list[str]]]:
         numbered = ((n, l.rstrip("\n")) for n, l in enumerate(lines, 1))
         numbered = ((n, l) for n, l in numbered if l.strip())
         if self.opt.shuffle:
+            if getattr(lines, "size", 0) > SHUFFLE_MAX:
+                raise UsageError(f"--shuffle holds every input in memory: at most "
+                                 f"{SHUFFLE_MAX:,} inputs, this sweep has {lines.size:,}")
             items = list(numbered)
             random.shuffle(items)
             numbered = iter(items)
         for lineno, line in numbered:
             argv = build_argv(self.cmd, line, lineno)
             for _ in range(self.opt.repeat):
-                yield line, argv
+                yield lineno, line, argv
 
-    def _reap(self, running: dict[int, _Slot]) -> list[tuple[_Slot, Usage]]:
+    def _stop(self, signum: int, frame: Any) -> None:
+        """Ctrl-C or SIGTERM: raise only where nothing is half done (waiting on runs or
+        stdin), otherwise note it: the loop stops at its next turn and records what ended."""
+        self.stopped_by = signum
+        if self._may_raise:
+            raise KeyboardInterrupt
+
+    def _wait(self, fds: list[int], wait: float | None) -> list[int]:
+        self._may_raise = True
+        try:
+            if self.stopped_by:
+                raise KeyboardInterrupt
+            return select.select(fds, [], [], wait)[0]
+        finally:
+            self._may_raise = False
+
+    def _reap(self, running: dict[int, _Slot], wait_max: float | None = None
+              ) -> list[tuple[_Slot, Usage]]:
         """Wait until at least one run ends or times out, and reap those."""
         now = time.monotonic()
         deadlines = [s.run.deadline for s in running.values() if s.run.deadline is not None]
+        deadlines += [now + wait_max] if wait_max is not None else []
         wait = max(0.0, min(deadlines) - now) if deadlines else None
-        ready, _, _ = select.select(list(running), [], [], wait)
+        ready = self._wait(list(running), wait) if wait_max is None else \
+            select.select(list(running), [], [], wait)[0]
         now = time.monotonic()
         ended = []
         for fd in list(running):
@@ -215,54 +265,114 @@ class Sweep:
             if fd in ready or late:
                 del running[fd]
                 ended.append((slot, finish(slot.run, timed_out=fd not in ready)))
-                if slot.files is not None:
-                    slot.files.close()
-                if slot.spare_err is not None:
-                    self._spare.append(slot.spare_err)
+                self._release(slot)
         return ended
 
-    def _fill(self, inputs: Iterator[tuple[int, tuple[str, list[str]]]],
+    def _release(self, slot: _Slot) -> None:
+        if slot.files is not None:
+            slot.files.close()
+        if slot.spare_err is not None:
+            self._spare.append(slot.spare_err)
+
+    def _next(self, inputs: Iterator[tuple[int, tuple[int, str, list[str]]]]) -> Any:
+        self._may_raise = True
+        try:
+            if self.stopped_by:
+                raise KeyboardInterrupt
+            return next(inputs, None)
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"stdin is not UTF-8 text ({exc.reason})") from None
+        finally:
+            self._may_raise = False
+
+    def _fill(self, inputs: Iterator[tuple[int, tuple[int, str, list[str]]]],
               running: dict[int, _Slot]) -> None:
         """Start runs until -j are in flight; a bad line stops the intake, not the runs."""
-        while self._error is None and len(running) < self.opt.jobs:
+        while self._error is None and not self.stopped_by and len(running) < self.opt.jobs:
             try:
-                item = next(inputs, None)
+                item = self._next(inputs)
+                if item is None:
+                    return
+                index, (lineno, line, argv) = item
+                try:
+                    slot = self._start(index, line, argv)
+                except (OSError, ValueError) as exc:
+                    raise UsageError(f"stdin line {lineno}: cannot start {argv[0]}: "
+                                     f"{getattr(exc, 'strerror', None) or exc}") from None
             except UsageError as exc:
                 self._error = exc
                 return
-            if item is None:
-                return
-            slot = self._start(item[0], *item[1])
             running[slot.run.pidfd] = slot
 
+    def _drain(self, in_order: bool = True) -> None:
+        """Record finished runs in input order; at the end also those after a gap left by a
+        run that was killed unfinished."""
+        while self._next_out in self._finished:
+            self._record(*self._finished.pop(self._next_out))
+            self._next_out += 1
+        if not in_order:
+            for index in sorted(self._finished):
+                self._record(*self._finished.pop(index))
+
+    def _end(self, running: dict[int, _Slot]) -> None:
+        """Stopped early: runs that have already ended are kept, the others killed."""
+        for slot, usage in self._reap(running, wait_max=0.0) if running else ():
+            self._finished[slot.index] = (slot, usage)
+        for slot in running.values():
+            finish(slot.run, timed_out=True)
+            self._release(slot)
+            self.killed += 1
+        running.clear()
+
+    def _loop(self, inputs: Iterator[tuple[int, tuple[int, str, list[str]]]],
+              running: dict[int, _Slot]) -> None:
+        self._fill(inputs, running)
+        while running and not self.stopped_by:
+            for slot, usage in self._reap(running):
+                self._finished[slot.index] = (slot, usage)
+            self._fill(inputs, running)  # the next runs start before these are recorded
+            self._drain()
+            if not running:
+                self._commit()
+
     def run(self, lines: Iterable[str]) -> int:
-        """Run every input; returns how many runs were recorded."""
-        inputs = enumerate(self._inputs(lines))
+        """Run every input; returns how many runs were recorded. Ctrl-C or SIGTERM stop it
+        (KeyboardInterrupt, `stopped_by` says which) once every finished run is recorded."""
         running: dict[int, _Slot] = {}
-        finished: dict[int, tuple[_Slot, Usage]] = {}
-        next_out = 0
+        self._finished: dict[int, tuple[_Slot, Usage]] = {}
+        self._next_out = 0
         self._error: UsageError | None = None
+        self._may_raise = False
+        self.stopped_by = 0
+        self.killed = 0
+        previous = self._catch_signals()
         try:
-            self._fill(inputs, running)
-            while running:
-                for slot, usage in self._reap(running):
-                    finished[slot.index] = (slot, usage)
-                self._fill(inputs, running)  # the next runs start before these are recorded
-                while next_out in finished:
-                    self._record(*finished.pop(next_out))
-                    next_out += 1
-                if not running:
-                    self._commit()
-        except BaseException:
-            for slot in running.values():
-                finish(slot.run, timed_out=True)
-            raise
+            self._loop(enumerate(self._inputs(lines)), running)
+        except KeyboardInterrupt:
+            self.stopped_by = self.stopped_by or signal.SIGINT
         finally:
+            self._end(running)
+            self._drain(in_order=False)
             self._commit()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             for spare in self._spare:
                 spare.close()
             if self.opt.progress:
                 sys.stderr.write("\n")
+        if self.stopped_by:
+            raise KeyboardInterrupt
         if self._error is not None:
             raise self._error
         return self.done
+
+    def _catch_signals(self) -> dict[int, Any]:
+        """Only the main thread may; an ignored signal stays ignored."""
+        previous = {}
+        for signum in STOP_SIGNALS:
+            try:
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    previous[signum] = signal.signal(signum, self._stop)
+            except ValueError:
+                break
+        return previous

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from router import objective
+from router import duration, objective
 from router.errors import PolicyError
 from router.objective import CostDistribution
 
@@ -30,6 +30,7 @@ RULES = ("threshold", "objective")
 MACHINE = {
     "backend": (str, "local"), "price": (float, 1.0), "speed": (float, 1.0), "slots": (int, 1),
     "fallback": (str, None), "start_latency": (float, 0.0), "options": (dict, {}),
+    "time_limit": ("duration", None),
 }
 SCHEMA: dict[str, Any] = {
     "version": (int, 1),
@@ -48,7 +49,7 @@ SCHEMA: dict[str, Any] = {
         "store": (str, None), "model": (str, None), "metrics_port": (int, None),
         "metrics_address": (str, "127.0.0.1"), "metrics_templates": (int, 20),
         "drain_timeout": (float, 30.0), "model_poll_s": (float, 2.0),
-        "watchdog": (bool, True), "spool_days": (float, 7.0),
+        "watchdog": (bool, True), "spool_days": (float, 7.0), "show_others_jobs": (bool, False),
     },
     "retrain": {
         "margin": (float, 0.02), "holdout": (int, 200), "min_accuracy": (float, 0.8),
@@ -67,6 +68,7 @@ class Machine:
     fallback: str | None
     start_latency: float
     options: dict[str, Any]
+    time_limit: float | None = None     # seconds; a submit without --time gets it
 
 
 @dataclass
@@ -166,11 +168,25 @@ class _Checker:
         value = yaml.safe_load(yaml.serialize(node)) if isinstance(node, yaml.ScalarNode) else node
         if value is None:
             return None
+        if kind == "duration":
+            return self.duration(node, key, value)
         ok = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}[kind]
         if isinstance(value, bool) and kind is not bool or not isinstance(value, ok):
             self.error(node, key, f"expected {kind.__name__}, got {value!r}")
             return default
         return kind(value)
+
+    def duration(self, node: yaml.Node, key: str, value: Any) -> float | None:
+        """Seconds, or a string in Slurm's --time spellings (`30`, `1:30:00`, `2-0`)."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        try:
+            if isinstance(value, str):
+                return duration.seconds(value)
+            raise ValueError(f"expected seconds or {duration.SPELLINGS}")
+        except ValueError as exc:
+            self.error(node, key, f"{value!r}: {exc}")
+            return None
 
     def section(self, node: yaml.Node, schema: dict[str, Any], prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}

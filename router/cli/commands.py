@@ -28,7 +28,8 @@ COMMANDS: dict[str, Command] = {
     "jobs": Command(
         _JOBS, "list queued and running jobs (like squeue)",
         "Queued and running jobs: id, user, state, machine, the model's p, when submitted, "
-        "how long it ran, the command. --all adds the last 100 finished jobs."),
+        "how long it ran, the command. --all adds the last 100 finished jobs. You see your "
+        "own jobs (root sees all) unless the policy's daemon.show_others_jobs is true."),
     "status": Command(
         _JOBS, "one job's record, or the daemon's (like scontrol show job)",
         "One job's record: state, exit, machine and why, CPU, wall time, cost. With no id, "

@@ -31,9 +31,9 @@ def run_collect(args: argparse.Namespace) -> int:
         try:
             sweep.run(lines)
         except KeyboardInterrupt:
-            print(f"router collect: interrupted after {sweep.done} runs; all kept",
-                  file=sys.stderr)
-            return 130
+            print(f"router collect: interrupted: {sweep.done} runs recorded, {sweep.killed} "
+                  f"unfinished runs killed (not recorded)", file=sys.stderr)
+            return 128 + sweep.stopped_by
     if sweep.failed:
         print(f"router collect: {sweep.failed} of {sweep.done} runs failed or timed out "
               f"(recorded as such)", file=sys.stderr)

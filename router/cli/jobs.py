@@ -64,7 +64,8 @@ def add_submit(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--machine", metavar="NAME",
                    help="run on this machine of the policy, whatever the model says")
     p.add_argument("-t", "--time", metavar="LIMIT", help="kill the job after it has run this "
-                   "long, recorded as timed_out (as Slurm: minutes, MM:SS, HH:MM:SS, D-HH:MM)")
+                   "long, recorded as timed_out (as Slurm: minutes, MM:SS, HH:MM:SS, D-HH:MM); "
+                   "default: the machine's time_limit in the policy")
     p.add_argument("--after", metavar="ID[,ID]", help="queue the job once these jobs have "
                    "ended done; if one did not, it never runs (recorded cancelled)")
     p.add_argument("--detach", action="store_true", help="print 'Submitted job N' and return")

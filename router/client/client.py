@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
+from router import duration
 from router.client import protocol
 from router.errors import DaemonUnavailable, ProtocolError, RouterError, UsageError
 
@@ -131,23 +132,11 @@ class WholeLines:
 
 
 def time_limit(text: str) -> float:
-    """Slurm's --time spellings: MIN, MIN:SEC, H:MIN:SEC, D-H, D-H:MIN, D-H:MIN:SEC; in seconds."""
-    days, _, rest = text.rpartition("-") if "-" in text else ("", "", text)
+    """`--time`, in Slurm's spellings, in seconds."""
     try:
-        parts = [float(p) for p in rest.split(":")]
-        day = float(days) if days else 0.0
-    except ValueError:
-        parts, day = [], 0.0
-    if not parts or len(parts) > 3 or any(p < 0 for p in parts) or text.startswith("-"):
-        raise UsageError(f"--time {text!r}: expected minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]")
-    if days:          # after D-, the first field is hours
-        units = (3600.0, 60.0, 1.0)
-    else:
-        units = {1: (60.0,), 2: (60.0, 1.0), 3: (3600.0, 60.0, 1.0)}[len(parts)]
-    seconds = day * 86400 + sum(p * u for p, u in zip(parts, units))
-    if seconds <= 0:
-        raise UsageError(f"--time {text!r}: must be more than 0")
-    return seconds
+        return duration.seconds(text)
+    except ValueError as exc:
+        raise UsageError(f"--time {text!r}: {exc}") from None
 
 
 def job_ids(text: str) -> list[int]:

@@ -84,8 +84,9 @@ class Dispatcher:
                 self._record_running(job)
             if job.cancelled:
                 job.running.cancel()
-            limit = job.time_limit and asyncio.get_running_loop().call_later(
-                job.time_limit, self._time_out, job)
+            seconds = job.time_limit or machine.time_limit    # --time, else the machine's
+            limit = seconds and asyncio.get_running_loop().call_later(
+                seconds, self._time_out, job)
             usage = await job.running.wait()
             if limit:
                 limit.cancel()

@@ -156,7 +156,9 @@ async def stdin(st: State, peer: Peer, req: dict[str, Any]) -> None:
 
 async def jobs(st: State, peer: Peer, req: dict[str, Any]) -> None:
     rows = await st.writer.read(lambda s: s.active() if not req["all"] else s.recent_jobs())
-    peer.send({"ok": True, "tag": req["tag"], "jobs": [public(r) for r in rows]})
+    everyone = st.policy.daemon["show_others_jobs"] and st.policy.allows(peer.uid)
+    shown = [public(r) for r in rows if everyone or may_see(peer, r.get("uid"))]
+    peer.send({"ok": True, "tag": req["tag"], "jobs": shown})
 
 
 async def _job_row(st: State, peer: Peer, job_id: int) -> dict[str, Any]:

@@ -1,8 +1,13 @@
-"""Each job's stdout and stderr on disk, for `router follow` after (or while) it runs."""
+"""Each job's stdout and stderr on disk, for `router follow` after (or while) it runs.
+
+A job's output is its owner's: the directory is the daemon's alone (0700) and each file 0600,
+so only the daemon, which serves `follow` to the job's owner and root, reads it.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -16,7 +21,8 @@ class Spool:
 
     def __init__(self, directory: Path):
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)     # one an older daemon made 0755
 
     def path(self, job_id: int, fd: int) -> Path:
         return self.dir / f"{job_id}.{'out' if fd == 1 else 'err'}"
@@ -29,7 +35,8 @@ class Spool:
         try:
             f = job.files.get(fd)
             if f is None:
-                f = job.files[fd] = open(self.path(job.id, fd), "ab")
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                f = job.files[fd] = open(os.open(self.path(job.id, fd), flags, 0o600), "ab")
             f.write(data)
             f.flush()
         except OSError as exc:
