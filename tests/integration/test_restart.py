@@ -34,21 +34,16 @@ def rows(d: RunningDaemon, ids: list[int]) -> list[dict]:
 
 def test_kill_9_requeues_queued_jobs_and_kills_running_ones(tmp_path):
     d = RunningDaemon(tmp_path, POLICY).start()
-    submit = [*ROUTER, "submit", "--parsable", "--detach", "--"]
-    blockers = [int(d.router(*submit[3:], "/bin/sleep", "300").stdout) for _ in range(2)]
-    queued = [int(d.router(*submit[3:], "/bin/echo", f"job{n}").stdout) for n in range(5)]
-    attached = subprocess.Popen([*ROUTER, "submit", "--", "/bin/echo", "attached"],
-                                env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for(lambda: all(r["pid_start"] is not None for r in rows(d, blockers)),
-             what="blockers recorded running with their pids")
-    attached_id = queued[-1] + 1
-    wait_for(lambda: rows(d, [attached_id])[0], what="the attached job recorded")
-    pids = [(r["pid"], r["pid_start"]) for r in rows(d, blockers)]
-    d.kill9()
-    attached.wait(timeout=30)
-    assert all(alive(*p) for p in pids)             # unsupervised until the next daemon
-    d.start()
+    pids: list[tuple[int, int]] = []
     try:
+        blockers, queued, attached = _load(d)
+        attached_id = queued[-1] + 1
+        wait_for(lambda: rows(d, [attached_id])[0], what="the attached job recorded")
+        pids = [(r["pid"], r["pid_start"]) for r in rows(d, blockers)]
+        d.kill9()
+        attached.wait(timeout=30)
+        assert all(alive(*p) for p in pids)             # unsupervised until the next daemon
+        d.start()
         wait_for(lambda: all(r["state"] == "done" for r in rows(d, queued)),
                  what="the queued jobs run by the new daemon")
         assert [r["state"] for r in rows(d, blockers)] == ["killed", "killed"]
@@ -62,5 +57,24 @@ def test_kill_9_requeues_queued_jobs_and_kills_running_ones(tmp_path):
         assert r.returncode == 0 and r.stdout == "next\n"
     finally:
         d.stop()
-        for pid, started in pids:
+        for pid, started in pids or _recorded_pids(d):
             process.kill_group(pid, started)
+
+
+def _load(d: RunningDaemon) -> tuple[list[int], list[int], subprocess.Popen]:
+    """Two running blockers (recorded with their pids), five queued jobs behind them and an
+    attached one."""
+    submit = ["submit", "--parsable", "--detach", "--"]
+    blockers = [int(d.router(*submit, "/bin/sleep", "300").stdout) for _ in range(2)]
+    queued = [int(d.router(*submit, "/bin/echo", f"job{n}").stdout) for n in range(5)]
+    attached = subprocess.Popen([*ROUTER, "submit", "--", "/bin/echo", "attached"],
+                                env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: all(r["pid_start"] is not None for r in rows(d, blockers)),
+             what="blockers recorded running with their pids")
+    return blockers, queued, attached
+
+
+def _recorded_pids(d: RunningDaemon) -> list[tuple[int, int]]:
+    """What a failed test leaves: every job recorded with a pid, so none outlives it."""
+    with Store(d.env["ROUTER_STORE"]) as s:
+        return [(r["pid"], r["pid_start"]) for r in s.all_runs() if r.get("pid_start")]
