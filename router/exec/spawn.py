@@ -54,7 +54,7 @@ class Child:
     cwd: str | None
     stdin: int | None
     spawner: SpawnerLink
-    cgroups: list[tuple[str, str]] | None     # its machine's groups: it is born in job-KEY
+    cgroups: list[tuple[str, str]] | None     # its machine's groups: born in a slot of them
     pid: int = 0                   # known once the spawner says it started
     pidfd: int | None = None       # from then until it ended
     slot: int = 0                  # its cgroup slot, when it has one
