@@ -83,12 +83,8 @@ class LocalBackend:
         return LocalRun(child, on_output)
 
     async def close(self) -> None:
-        for group, _ in self.cgroups or []:
-            try:
-                os.rmdir(group)
-            except OSError as exc:
-                log.warning("machine %s: cgroup %s not removed: %s", self.machine.name, group,
-                            exc.strerror)
+        for error in cgroup.remove_groups(self.cgroups or []):
+            log.warning("machine %s: cgroup not removed: %s", self.machine.name, error)
 
 
 def _machine_groups(name: str, cpus: float | None) -> list[tuple[str, str]] | None:

@@ -28,7 +28,7 @@ from typing import Any
 from router.backends import JobSpec, OnOutput
 from router.client import protocol
 from router.errors import BackendError, JobLost, NotExecutable
-from router.exec.cgroup import JobGroup
+from router.exec import cgroup
 from router.exec.process import holds_pid, kill_group
 from router.exec.spawner import (BOOT, ENDED, FAILED, OUTPUT, PACKET_FDS, RECORD, STARTED,
                                  WARNING)
@@ -55,9 +55,10 @@ class Child:
     cwd: str | None
     stdin: int | None
     spawner: SpawnerLink
-    cgroups: list[tuple[str, str]] | None     # its machine's groups: it is born in job-KEY
+    cgroups: list[tuple[str, str]] | None     # its machine's groups: born in a slot of them
     pid: int = 0                   # known once the spawner says it started
     pidfd: int | None = None       # from then until it ended
+    slot: int = 0                  # its cgroup slot, when it has one
     ended: asyncio.Future[Usage] = field(init=False)
     pending: list[tuple[int, bytes]] = field(default_factory=list)
     on_output: OnOutput | None = None
@@ -233,11 +234,11 @@ class SpawnerLink:
             if child is not None:
                 child.output(fd, payload[OUTPUT.size:])
         elif kind == b"S":
-            key, pid = STARTED.unpack(payload)
+            key, pid, slot = STARTED.unpack(payload)
             pidfd = pidfds.pop() if pidfds else None
             child = self.children.get(key)
             if child is not None:
-                child.pid, child.pidfd = pid, pidfd
+                child.pid, child.pidfd, child.slot = pid, pidfd, slot
             elif pidfd is not None:
                 os.close(pidfd)
         elif kind == b"E":
@@ -272,9 +273,10 @@ class SpawnerLink:
                 continue
             if child.pidfd is not None and holds_pid(child.pidfd):
                 kill_group(child.pid)
-            if child.cgroups:
-                for error in JobGroup(child.cgroups, child.key).remove():
-                    log.warning("job cgroup: %s", error)
+            if child.cgroups and child.slot:
+                dirs = cgroup.slot_dirs(child.cgroups, child.slot)
+                if not cgroup.kill_members(lambda: cgroup.members(dirs)):
+                    log.warning("%s: members outlived SIGKILL", dirs[0])
             child.close_pidfd()
             child.ended.set_exception(JobLost(f"{why}; the job was killed, its end unseen"))
         self.children.clear()

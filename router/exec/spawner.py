@@ -19,7 +19,7 @@ for the socket travels in a memfd passed as its last descriptor, the packet sayi
   {"op": "spawn", "id", "argv", "cwd", "env": ID, "cred": [uid, gid, groups] | null,
    "cgroups": [[MACHINE_GROUP, OWN_GROUP], ...] | null, "stdin": bool}
       alone in its packet with the stdin pipe's read end when "stdin"; with cgroups, the
-      job is born in job-ID under each machine group (see cgroup.py), its members are
+      job is born in a slot-N under each machine group (see cgroup.py), its members are
       signalled with it, counted and killed when it ends
   {"op": "kill", "id", "sig"}
 Replies are binary records (see the structs below), several a packet: S once a job started
@@ -45,14 +45,15 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from router.exec.cgroup import JobGroup, describe
+from router.exec.cgroup import Slot, SlotPool, describe
 from router.exec.process import kill_group, reap, resolve, spawn_session
 
 MAX_FDS = 4                                # descriptors a request may carry
 PACKET_FDS = 250                           # pidfds a reply packet may carry (SCM_MAX_FD 253)
 PACKET = 1 << 16
 RECORD = struct.Struct("<cI")              # kind, payload length
-STARTED = struct.Struct("<Ii")             # b"S": id, pid (its pidfd rides with the packet)
+STARTED = struct.Struct("<Iii")            # b"S": id, pid, cgroup slot or 0 (its pidfd
+                                           # rides with the packet)
 FAILED = struct.Struct("<Ii")              # b"X": id, errno; then the message
 WARNING = struct.Struct("<I")              # b"W": id; then what went wrong (for the log)
 ENDED = struct.Struct("<Iiddqd")           # b"E": id, status, utime, stime, maxrss, wall
@@ -65,12 +66,12 @@ BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
 class JobProcess:
     """One job as the spawner sees it: its session leader, pidfd and output pipes."""
 
-    __slots__ = ("id", "pid", "pidfd", "pipes", "popen", "reply", "started", "group")
+    __slots__ = ("id", "pid", "pidfd", "pipes", "popen", "reply", "started", "placed")
 
     def __init__(self, job_id: int, pid: int, pipes: dict[int, int], popen: object = None,
-                 group: JobGroup | None = None):
+                 placed: tuple[SlotPool, Slot] | None = None):
         self.id = job_id
-        self.group = group
+        self.placed = placed                # its machine's slot pool and its slot
         self.pid = pid
         self.pidfd = os.pidfd_open(pid)
         self.pipes = pipes                  # read end -> 1 or 2
@@ -93,6 +94,7 @@ class SpawnerLoop:
         self.out: list[tuple[bytes, int | None]] = []   # records for the daemon, with a pidfd
         self.envs: dict[int, dict[str, str]] = {}
         self.todo: deque[tuple[dict[str, Any], list[int]]] = deque()
+        self.pools: dict[tuple[str, ...], SlotPool] = {}   # by machine groups
 
     def run(self) -> None:
         """A packet's requests, then whatever ended meanwhile, in one reply; taking ended
@@ -155,8 +157,8 @@ class SpawnerLoop:
             job = self.by_id.get(req["id"])
             if job is not None and job.reply is None:
                 kill_group(job.pid, req["sig"])
-                if job.group is not None:
-                    job.group.signal(req["sig"])
+                if job.placed is not None:
+                    job.placed[1].signal(req["sig"])
             return
         try:
             job = self.spawn(req, fds[0] if req["stdin"] else None)
@@ -168,39 +170,45 @@ class SpawnerLoop:
         for fd in (job.pidfd, *job.pipes):
             self.by_fd[fd] = job
             self.epoll.register(fd, select.EPOLLIN)
-        self.record(b"S", STARTED.pack(job.id, job.pid), job.pidfd)
+        slot = job.placed[1].n if job.placed else 0
+        self.record(b"S", STARTED.pack(job.id, job.pid, slot), job.pidfd)
 
     def spawn(self, req: dict[str, Any], stdin: int | None) -> JobProcess:
-        """The job's process, born in its cgroups when it has them."""
-        group = self.job_group(req)
+        """The job's process, born in a cgroup slot when its machine has cgroups."""
+        placed = self.place(req)
         try:
             pid, pipes, popen = self.spawn_process(req, stdin)
         except BaseException:
-            if group is not None and self.leave(req["id"], group):
-                self.warn(req["id"], group.remove())
+            if placed is not None and self.leave(req["id"], placed[0]):
+                placed[0].give(placed[1])
             raise
-        if group is not None:
-            self.leave(req["id"], group)
-        return JobProcess(req["id"], pid, pipes, popen, group)
+        if placed is not None:
+            self.leave(req["id"], placed[0])
+        return JobProcess(req["id"], pid, pipes, popen, placed)
 
-    def job_group(self, req: dict[str, Any]) -> JobGroup | None:
-        """The job's cgroups made, and entered by us (so the job is born there), or None."""
-        if not req.get("cgroups"):
+    def place(self, req: dict[str, Any]) -> tuple[SlotPool, Slot] | None:
+        """A free slot of the job's machine, entered by us (so the job is born there)."""
+        pairs = req.get("cgroups")
+        if not pairs:
             return None
-        group = JobGroup(req["cgroups"], req["id"])
+        key = tuple(group for group, _ in pairs)
+        pool = self.pools.get(key)
         try:
-            group.make()
-            group.enter()
+            if pool is None:
+                pool = self.pools[key] = SlotPool(pairs)
+            slot = pool.take()
+            slot.mark()
+            slot.enter()
         except OSError as exc:
             self.warn(req["id"], [f"no cgroup for this job: {describe(exc)}"])
-            if self.leave(req["id"], group):
-                self.warn(req["id"], group.remove())
+            if pool is not None:
+                self.leave(req["id"], pool)
             return None
-        return group
+        return pool, slot
 
-    def leave(self, job_id: int, group: JobGroup) -> bool:
+    def leave(self, job_id: int, pool: SlotPool) -> bool:
         try:
-            group.leave()
+            pool.leave()
         except OSError as exc:
             self.warn(job_id, [f"cannot leave the job's cgroup: {describe(exc)}"])
             return False
@@ -279,10 +287,12 @@ class SpawnerLoop:
         if job.popen is not None:
             job.popen.returncode = status   # reaped here: subprocess must not wait for it
         cpu = (ru.ru_utime, ru.ru_stime)
-        if job.group is not None:           # what left the session goes too, and counts
-            job.group.kill()
-            cpu = job.group.cpu() or cpu
-            self.warn(job.id, job.group.remove())
+        if job.placed is not None:          # what left the session goes too, and counts
+            pool, slot = job.placed
+            slot.kill()
+            cpu = slot.cpu() or cpu
+            if not pool.give(slot):
+                self.warn(job.id, [f"{slot.dirs[0]}: members outlived SIGKILL; slot retired"])
         job.reply = ENDED.pack(job.id, status, *cpu, ru.ru_maxrss, time.monotonic() - job.started)
         self.forget(job, job.pidfd)
 

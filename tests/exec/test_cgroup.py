@@ -49,7 +49,11 @@ async def _run(backend: LocalBackend, argv: list[str], cancel_when=None):
 
 
 def _gone(pid_file) -> bool:
-    watch = os.pidfd_open(_pid_of(pid_file))
+    """Its pid names nothing, or it ends within a bound (a reused pid can only fail this)."""
+    try:
+        watch = os.pidfd_open(_pid_of(pid_file))
+    except ProcessLookupError:
+        return True
     try:
         return select.select([watch], [], [], 10)[0] == [watch]
     finally:
@@ -118,3 +122,19 @@ def test_without_cgroups_jobs_still_run_and_say_so(tmp_path, monkeypatch, caplog
         finally:
             await backend.close()
     assert asyncio.run(main()).exit == 3
+
+
+def test_a_reused_slot_counts_only_its_own_jobs_cpu(tmp_path):
+    burn = "import time\nwhile time.process_time() < 0.5: pass\n"
+    backend = LocalBackend(machine("m"))
+
+    async def main():
+        try:
+            first = await _run(backend, [sys.executable, "-S", "-c", burn])
+            second = await _run(backend, ["true"])
+            return first, second, os.listdir(backend.cgroups[0][0])
+        finally:
+            await backend.close()
+    first, second, slots = asyncio.run(main())
+    assert first.cpu_s >= 0.5 and second.cpu_s < 0.25, (first, second)
+    assert [name for name in slots if name.startswith("slot-")] == ["slot-1"]   # reused
