@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 import hosts as test_hosts  # noqa: E402
 import slurm as test_slurm  # noqa: E402
 
-from router.backends import JobSpec, create  # noqa: E402
+from router.backends import create  # noqa: E402
+from router.exec.jobspec import JobSpec  # noqa: E402
 from router.policy import parse_policy  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "20"))

@@ -10,30 +10,10 @@ remote job). Backends are registered by name; the policy's `backend:` key picks 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from router.exec.feed import StdinFeed
+from router.exec.jobspec import JobSpec, OnOutput
 from router.exec.usage import Usage
-
-OnOutput = Callable[[int, bytes], None]
-
-
-@dataclass
-class JobSpec:
-    """What to run, where and as whom."""
-
-    id: int
-    argv: list[str]
-    cwd: str
-    env: dict[str, str]
-    uid: int
-    gid: int
-    groups: list[int] = field(default_factory=list)
-    user: str = ""
-    stdin: StdinFeed | None = None       # what the submitter sends it; None reads /dev/null
-
 
 class Running(Protocol):
     """A started job."""

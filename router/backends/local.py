@@ -16,7 +16,7 @@ import os
 import signal
 from typing import Any
 
-from router.backends import JobSpec, OnOutput
+from router.exec.jobspec import JobSpec, OnOutput
 from router.exec import cgroup
 from router.exec.process import KILL_GRACE_S
 from router.exec.spawn import Child, start

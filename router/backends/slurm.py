@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from router.backends import JobSpec, OnOutput
+from router.exec.jobspec import JobSpec, OnOutput
 from router.backends.local import command
 from router.errors import BackendError
 from router.exec.usage import Usage, exit_of

@@ -25,7 +25,7 @@ import socket
 from itertools import count
 from typing import Any
 
-from router.backends import JobSpec, OnOutput
+from router.exec.jobspec import JobSpec, OnOutput
 from router.backends.local import LocalRun, command
 from router.errors import BackendError, JobLost
 from router.exec import agent as remote_agent

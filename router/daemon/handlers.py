@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from router.backends import JobSpec
+from router.exec.jobspec import JobSpec
 from router.client import protocol
 from router.daemon.admit import admit, may_see
 from router.daemon.job import Job

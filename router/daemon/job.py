@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from router import backends
+from router.exec.jobspec import JobSpec
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -19,7 +20,7 @@ class Job:
     recorded."""
 
     id: int
-    spec: backends.JobSpec
+    spec: JobSpec
     machine: str
     reason: str
     detach: bool

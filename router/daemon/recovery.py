@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from router.backends import JobSpec
+from router.exec.jobspec import JobSpec
 from router.daemon import process
 from router.daemon.job import Job
 from router.daemon.peer import account

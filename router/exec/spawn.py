@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.backends import JobSpec, OnOutput
+from router.exec.jobspec import JobSpec, OnOutput
 from router.client import protocol
 from router.errors import BackendError, JobLost, NotExecutable
 from router.exec import cgroup

@@ -14,7 +14,7 @@ from typing import Any
 
 from router.exec.usage import Usage
 from router import atomic, backends
-from router.backends import JobSpec
+from router.exec.jobspec import JobSpec
 from router.errors import BackendError
 from router.policy import Policy
 

@@ -11,7 +11,8 @@ import os
 import pytest
 
 from router import backends
-from router.backends import REGISTRY, JobSpec, create
+from router.backends import REGISTRY, create
+from router.exec.jobspec import JobSpec
 from router.errors import BackendError
 from router.policy import BACKENDS, parse_policy
 

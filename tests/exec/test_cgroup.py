@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from router.backends import JobSpec
+from router.exec.jobspec import JobSpec
 from router.backends.local import LocalBackend
 from router.exec import cgroup
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from router.backends import JobSpec
+from router.exec.jobspec import JobSpec
 
 from router.exec import spawn
 from router.backends.local import LocalRun, command
