@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -291,6 +292,20 @@ def test_the_submit_path_is_stdlib_only_at_import_time():
     assert {room(m) for m in reached} <= {"client", CORE}, sorted(reached)
     heavy = {f"{m} imports {t}" for m in reached for t in mods[m].third_party}
     assert not heavy, "; ".join(sorted(heavy))
+
+
+# Stdlib modules whose import alone costs a submit milliseconds (measured with -X importtime):
+# the submit path speaks through their C halves (_json, _socket) or not at all.
+SLOW_STDLIB = ("typing", "json", "socket", "argparse", "pathlib", "subprocess", "dataclasses",
+               "enum", "shlex")
+
+
+def test_the_submit_path_imports_no_slow_stdlib_module():
+    code = "import router.cli.main, router.client.client, router.paths"
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60, check=True)
+    loaded = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if "|" in line}
+    assert not loaded & set(SLOW_STDLIB), sorted(loaded & set(SLOW_STDLIB))
 
 
 def test_tests_mirror_the_rooms():
