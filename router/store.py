@@ -80,9 +80,10 @@ CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE reservoir (slot INTEGER PRIMARY KEY, run_id INTEGER NOT NULL);
 """
 
-# What a restarted daemon needs of the jobs a dead one left: a detached queued job's
-# environment (kept only until it ends) to run it, a running one's pid and start time
-# (clock ticks after boot) to kill it, never a process that reused its pid.
+# What a restarted daemon needs of the jobs a dead one left: a running one's pid and start
+# time (clock ticks after boot) to kill it, never a process that reused its pid. `env` is no
+# longer written (a detached job's environment waits in the daemon's private spool): a
+# restart reads what an older daemon left there once, and clears it.
 _V4 = """
 ALTER TABLE runs ADD COLUMN env TEXT;
 ALTER TABLE runs ADD COLUMN detach INTEGER;
@@ -161,10 +162,15 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
 
 
 class Store:
-    """The history file. Safe to open from several processes; one instance per thread."""
+    """The history file. Safe to open from several processes; one instance per thread.
+
+    durable: each commit is on the disk before it returns (synchronous=FULL), for the daemon,
+    which tells a submitter its job is queued once the commit returns. Under NORMAL a disk that
+    fails (or a power cut) takes back the last commits since a checkpoint: jobs that were run
+    and answered for would vanish from the history."""
 
     def __init__(self, path: str | os.PathLike[str], *, reservoir_size: int = RESERVOIR_SIZE,
-                 readonly: bool = False):
+                 readonly: bool = False, durable: bool = False):
         self.path = os.fspath(path)
         self.reservoir_size = reservoir_size
         self._rng = random.Random()
@@ -177,7 +183,7 @@ class Store:
                                       check_same_thread=False)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise self.error(exc) from None

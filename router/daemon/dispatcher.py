@@ -147,7 +147,7 @@ class Dispatcher:
         machine = self.machines[job.machine]
         fields: dict[str, Any] = {"state": state, "ended": time.time(), "machine": job.machine}
         if job.detach:
-            fields["env"] = None            # kept only while a restart might need it
+            self.spool.drop_env(job.id)     # kept only while a restart might need it
         if usage is not None:
             fields.update(usage.to_dict())
             fields["cost"] = usage.cost(machine.speed)

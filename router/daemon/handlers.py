@@ -100,9 +100,10 @@ async def _record(st: State, peer: Peer, sub: Submission) -> Job:
               "machine": d.machine, "p_over": d.p_over, "sd": d.sd, "reason": d.reason,
               "threshold": d.threshold, "cwd": req["cwd"], "model_version": st.model_version(),
               "decision_us": sub.decision_us, "uid": peer.uid, "detach": req["detach"],
-              "predicted_cost": d.cost, "expected_waits": d.waits,
-              "env": sub.env if req["detach"] else None}   # a restart runs it again
+              "predicted_cost": d.cost, "expected_waits": d.waits}
     job_id = await st.writer.submit(lambda s, db: s.start_job(db, record))
+    if req["detach"]:
+        st.spool.save_env(job_id, sub.env)      # a restart runs it again
     if st.metrics is not None:
         st.metrics.queued(job_id, record["time"])
     feed = peer.feed(req["tag"]) if req["stdin"] else None

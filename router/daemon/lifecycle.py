@@ -52,9 +52,9 @@ class Daemon:
     async def _start(self) -> asyncio.AbstractServer:
         st, loop = self.st, asyncio.get_running_loop()
         st.writer = StoreWriter(st.store_path, loop)
+        st.spool = Spool(Path(st.store_path).parent / "spool")
         requeue = await recovery.recover(st)
         await st.load_model()
-        st.spool = Spool(Path(st.store_path).parent / "spool")
         st.dispatcher = Dispatcher(st.policy.machines, st.writer, st.spool,
                                    self.outcomes.finished)
         for job in requeue:

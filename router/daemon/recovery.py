@@ -2,7 +2,7 @@
 queued or running in the history.
 
 A detached job still queued runs now, as Slurm keeps its queue across restarts: it keeps
-its id, its decision and its environment. An attached one was cancelled when its submitter's
+its id, its decision and its environment (from the spool: see spool.py). An attached one was cancelled when its submitter's
 connection ended with the daemon. A job that was running has no supervisor any more (its
 output pipes and its measurement died with the spawner): it is killed, process group and
 all, and recorded as killed; one that ended unseen meanwhile is recorded as lost. None is
@@ -39,20 +39,24 @@ def _ended(row: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 
 def _requeued(st: State, row: dict[str, Any]) -> Job | None:
-    if not row.get("detach") or row.get("env") is None:
-        return None
-    if row["machine"] not in st.policy.machines:
+    env = st.spool.env(row["id"])
+    if env is None and row.get("env") is not None:      # an older daemon kept it here
+        env = row["env"]
+        st.spool.save_env(row["id"], env)
+    if not row.get("detach") or env is None or row["machine"] not in st.policy.machines:
         return None
     uid = row["uid"]
     user, gid, groups = account(uid, uid)
-    spec = JobSpec(row["id"], row["argv"], row["cwd"] or "/", row["env"], uid, gid, groups, user)
+    spec = JobSpec(row["id"], row["argv"], row["cwd"] or "/", env, uid, gid, groups, user)
     return Job(row["id"], spec, row["machine"], row["reason"] or "", True, None,
                template=row["template"], p_over=row["p_over"], threshold=row["threshold"])
 
 
-def _unrun(row: dict[str, Any]) -> dict[str, Any]:
+def _unrun(st: State, row: dict[str, Any]) -> dict[str, Any]:
     why = ("its submitter's connection ended with the daemon" if not row.get("detach")
-           else f"machine {row['machine']} is no longer in the policy")
+           else f"machine {row['machine']} is no longer in the policy"
+           if row["machine"] not in st.policy.machines
+           else "its environment was not kept (a crash right after its submit)")
     return {"state": "cancelled", "ended": time.time(), "exit": -15, "env": None,
             "stderr_tail": f"not run: {why}"}
 
@@ -72,10 +76,13 @@ async def recover(st: State) -> list[Job]:
             if job is not None:
                 requeue.append(job)
                 counts["requeued"] += 1
+                if row.get("env") is not None:
+                    updates.append((row["id"], {"env": None}))
                 continue
-            fields, what = _unrun(row), "cancelled"
+            fields, what = _unrun(st, row), "cancelled"
         updates.append((row["id"], fields))
         counts[what] += 1
+    st.spool.drop_envs(keep={job.id for job in requeue})
     if updates:
         await st.writer.submit(lambda s, db: [s.update_job(db, i, f) for i, f in updates])
     if rows:

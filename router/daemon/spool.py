@@ -1,11 +1,15 @@
-"""Each job's stdout and stderr on disk, for `router follow` after (or while) it runs.
+"""What the daemon keeps of each job on disk: its stdout and stderr, for `router follow` after
+(or while) it runs, and a detached job's environment until it ends, for a daemon restarted
+after a crash to run it (as slurmctld keeps a batch job's environment in its state directory).
 
-A job's output is its owner's: the directory is the daemon's alone (0700) and each file 0600,
-so only the daemon, which serves `follow` to the job's owner and root, reads it.
+Both are their owner's: the directory is the daemon's alone (0700) and each file 0600, so only
+the daemon reads them. The environment is never in the history, which a group may read: it
+holds tokens and passwords as often as PATH.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -23,6 +27,39 @@ class Spool:
         self.dir = directory
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)     # one an older daemon made 0755
+
+    def save_env(self, job_id: int, env: dict[str, str]) -> None:
+        """No fsync: a power cut that loses the file leaves the job cancelled at the next
+        start, with why; paying a disk flush on every detached submit would cost every user."""
+        path = self.dir / f"{job_id}.env"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with open(fd, "w") as f:
+                json.dump(env, f)
+        except OSError as exc:
+            log.error("job %d: its environment was not kept for a restart: %s", job_id, exc)
+
+    def env(self, job_id: int) -> dict[str, str] | None:
+        try:
+            with open(self.dir / f"{job_id}.env") as f:
+                env = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return env if isinstance(env, dict) else None
+
+    def drop_envs(self, keep: set[int] | frozenset[int] = frozenset()) -> None:
+        """Every kept environment but those of keep: at a start, what a crash left behind."""
+        for path in self.dir.glob("*.env"):
+            if path.stem.isdigit() and int(path.stem) not in keep:
+                self.drop_env(int(path.stem))
+
+    def drop_env(self, job_id: int) -> None:
+        try:
+            os.unlink(self.dir / f"{job_id}.env")
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.error("job %d: its environment file stays: %s", job_id, exc)
 
     def path(self, job_id: int, fd: int) -> Path:
         return self.dir / f"{job_id}.{'out' if fd == 1 else 'err'}"

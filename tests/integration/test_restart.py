@@ -1,9 +1,11 @@
 """kill -9 of the daemon: the next one runs the detached jobs still queued (same ids, once),
 kills and records as killed the jobs that were running unsupervised, cancels the attached
-ones whose submitters left with it; nothing is left both running and marked lost."""
+ones whose submitters left with it; nothing is left both running and marked lost. A queued
+job's environment waits in the daemon's private spool, never in the history."""
 
 from __future__ import annotations
 
+import stat
 import subprocess
 from pathlib import Path
 
@@ -18,6 +20,7 @@ machines:
 threshold: 0.04
 daemon: {drain_timeout: 1, model_poll_s: 0.2}
 """
+SECRET = "hunter2-3f9c1b"
 
 
 def alive(pid: int, started: int) -> bool:
@@ -40,6 +43,7 @@ def test_kill_9_requeues_queued_jobs_and_kills_running_ones(tmp_path):
         attached_id = queued[-1] + 1
         wait_for(lambda: rows(d, [attached_id])[0], what="the attached job recorded")
         pids = [(r["pid"], r["pid_start"]) for r in rows(d, blockers)]
+        _assert_env_private(d, queued)
         d.kill9()
         attached.wait(timeout=30)
         assert all(alive(*p) for p in pids)             # unsupervised until the next daemon
@@ -49,10 +53,11 @@ def test_kill_9_requeues_queued_jobs_and_kills_running_ones(tmp_path):
         assert [r["state"] for r in rows(d, blockers)] == ["killed", "killed"]
         wait_for(lambda: not any(alive(*p) for p in pids), what="the blockers' end")
         assert rows(d, [attached_id])[0]["state"] == "cancelled"
-        for n, job in enumerate(queued):
+        for n, job in enumerate(queued[:-1]):
             r = d.router("follow", str(job))
             assert r.stdout == f"job{n}\n" and r.returncode == 0
-        assert all(r["env"] is None for r in rows(d, queued + blockers))
+        assert d.router("follow", str(queued[-1])).stdout == SECRET + "\n"   # its env survived
+        assert not list((d.tmp / "spool").glob("*.env"))
         r = d.router("submit", "--", "/bin/echo", "next")
         assert r.returncode == 0 and r.stdout == "next\n"
     finally:
@@ -67,11 +72,26 @@ def _load(d: RunningDaemon) -> tuple[list[int], list[int], subprocess.Popen]:
     submit = ["submit", "--parsable", "--detach", "--"]
     blockers = [int(d.router(*submit, "/bin/sleep", "300").stdout) for _ in range(2)]
     queued = [int(d.router(*submit, "/bin/echo", f"job{n}").stdout) for n in range(5)]
+    secret_env = dict(d.env, ROUTER_TEST_SECRET=SECRET)
+    queued.append(int(d.router(*submit, "/usr/bin/printenv", "ROUTER_TEST_SECRET",
+                               env=secret_env).stdout))
     attached = subprocess.Popen([*ROUTER, "submit", "--", "/bin/echo", "attached"],
                                 env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(lambda: all(r["pid_start"] is not None for r in rows(d, blockers)),
              what="blockers recorded running with their pids")
     return blockers, queued, attached
+
+
+def _assert_env_private(d: RunningDaemon, queued: list[int]) -> None:
+    """Each queued job's environment in a 0600 file of the 0700 spool; not a byte of it in the
+    history (its WAL included), which the daemon's group may read."""
+    spool = d.tmp / "spool"
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+    for job in queued:
+        assert stat.S_IMODE((spool / f"{job}.env").stat().st_mode) == 0o600
+    assert all(r["env"] is None for r in rows(d, queued))
+    for path in d.tmp.glob("history.db*"):
+        assert SECRET.encode() not in path.read_bytes(), path
 
 
 def _recorded_pids(d: RunningDaemon) -> list[tuple[int, int]]:
