@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from daemon_fixture import ROUTER, RunningDaemon, wait_for  # noqa: E402
+from disk import Ext4Disk  # noqa: E402
 
 from router.store import Store  # noqa: E402
 
@@ -33,7 +34,8 @@ route: {over: fast, under: cheap}
 daemon: {drain_timeout: 5, model_poll_s: 0.2}
 """
 BAD_POLICIES = [b"", b"threshold: 1\n", b"machines: [oops\n", b"machines:\n  a: {}\n#\xff\n"]
-FAULTS = ("kill9_daemon", "kill9_spawner", "sighup_bad_policy", "slow_reader")
+FAULTS = ("kill9_daemon", "kill9_spawner", "sighup_bad_policy", "slow_reader", "readonly_store")
+NEEDS_DISK = {"readonly_store"}
 FINAL = {"done", "failed", "cancelled", "killed", "lost"}
 
 
@@ -65,12 +67,15 @@ class Tally:
 
 class Chaos:
     """One daemon in `tmp`, jobs marked with a token per round so that the audit finds them
-    in the history, in the runs log (one line per time a job started) and in /proc."""
+    in the history, in the runs log (one line per time a job started) and in /proc. With a
+    disk, the history and the spool live on it, and the store can go read-only."""
 
-    def __init__(self, tmp: Path, seed: int = 0):
+    def __init__(self, tmp: Path, seed: int = 0, disk: Ext4Disk | None = None):
         self.tmp = tmp
         self.rng = random.Random(seed)
-        self.daemon = RunningDaemon(tmp, POLICY)
+        self.disk = disk
+        store = {"ROUTER_STORE": str(disk.path / "history.db")} if disk else {}
+        self.daemon = RunningDaemon(tmp, POLICY, store)
         self.runs_log = tmp / "runs.log"
         self.runs_log.touch()
         self.round = 0
@@ -137,11 +142,37 @@ class Chaos:
             d.signal(signal.SIGHUP)
         elif fault == "slow_reader":
             self._slow_reader()
+        elif fault == "readonly_store":
+            return self._readonly_store()
         try:
             wait_for(d.answers, timeout=30, what="the daemon after the fault")
         except AssertionError:
             return 1
         return 0
+
+    def _readonly_store(self) -> int:
+        """The disk under the history fails; the daemon must keep answering (a submit it
+        cannot record is refused with one line, not run unrecorded), stop on SIGTERM, and
+        record at its next start, after the operator's repair, the end of what it left."""
+        d, hangs = self.daemon, 0
+        assert self.disk is not None, "readonly_store needs Chaos(disk=...)"
+        self.disk.fail()
+        time.sleep(self.rng.random() * 0.5)
+        try:
+            r = d.router("submit", "--", "/bin/echo", "unrecordable", timeout=30)
+            hangs += r.returncode == 0 and r.stdout != "unrecordable\n"
+        except subprocess.TimeoutExpired:
+            hangs += 1
+        if d.proc is not None:
+            d.proc.send_signal(signal.SIGTERM)
+            try:
+                d.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                hangs += 1
+                d.kill9()
+        self.disk.repair()
+        d.start()
+        return hangs
 
     def _slow_reader(self) -> None:
         """An attached job with output nobody reads, its client gone after a while."""
