@@ -218,6 +218,19 @@ class Store:
         why = f"{exc}: disk full at {full}" if full else str(exc)
         return StoreError(f"history store {self.path}: {why}")
 
+    def check_writable(self) -> None:
+        """Before work whose results would have nowhere to go: a history this user may read
+        but not write (the system's, written by its daemon alone) is refused now, not after
+        the first runs were measured."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("DELETE FROM counters WHERE 0")
+            finally:
+                self._rollback()
+        except sqlite3.Error as exc:
+            raise self.error(exc) from None
+
     def disk_full(self) -> str | None:
         """The store's directory when its disk has (almost) no space left, else None."""
         where = os.path.dirname(os.path.abspath(self.path))
@@ -242,6 +255,9 @@ class Store:
             raise self.error(exc) from None
         try:
             yield self.db
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise self.error(exc) from None
         except BaseException:
             self._rollback()
             raise

@@ -27,6 +27,7 @@ def run_collect(args: argparse.Namespace) -> int:
                         speed=args.speed, text=args.text, progress=sys.stderr.isatty())
     lines = sweep_lines(args.sweep) if args.sweep else stdin_lines()
     with Store(store_path(args)) as store:
+        _writable(store)
         sweep = Sweep(args.cmd, store, opts, sys.stdout)
         try:
             sweep.run(lines)
@@ -39,6 +40,17 @@ def run_collect(args: argparse.Namespace) -> int:
               f"(recorded as such)", file=sys.stderr)
         return 1
     return 0
+
+
+def _writable(store: Any) -> None:
+    from router.errors import StoreError
+    try:
+        store.check_writable()
+    except StoreError as exc:
+        if "readonly" not in str(exc):
+            raise
+        raise StoreError(f"{exc}: a daemon's history takes runs only as its jobs, e.g. "
+                         f"router submit --each -- CMD") from None
 
 
 def add_collect(p: argparse.ArgumentParser) -> None:

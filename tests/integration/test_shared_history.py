@@ -15,6 +15,8 @@ from pathlib import Path
 from conftest import ROOT, ROUTER, need_root
 from daemon_fixture import POLICY, PROG, RunningDaemon
 
+from router.store import Store
+
 NOBODY = 65534
 
 
@@ -62,6 +64,47 @@ def test_group_member_reports_on_the_running_daemons_history():
                                timeout=120)
             assert r.returncode == 0, (daemon_running, r.stderr)
             assert r.stdout.startswith("2 finished jobs"), r.stdout
+    finally:
+        d.stop()
+        shutil.rmtree(tmp_path)
+
+
+LOOP = ["/bin/sh", "-c", 'i=0; while [ "$i" -lt "$1" ]; do i=$((i + 1)); done', "sweep"]
+
+
+def test_group_member_adds_a_sweep_to_the_system_history_through_the_socket():
+    """The system history is written by the daemon alone: a member's sweep goes in as jobs
+    (`router submit --each`), measured by the daemon and recorded under the member's uid;
+    writing the file directly (`router collect` into it) is refused in one line."""
+    need_root()
+    tmp_path = Path(tempfile.mkdtemp(prefix="router-shared-"))
+    os.chmod(tmp_path, 0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    policy = POLICY + "  socket_group: nogroup\n  socket_mode: 0660\n"
+    policy = policy.replace("daemon: {drain_timeout: 20, model_poll_s: 0.2}",
+                            "daemon:\n  drain_timeout: 20\n  model_poll_s: 0.2")
+    d = RunningDaemon(tmp_path, policy, {"ROUTER_STORE": str(state / "history.db")})
+    d.start()
+    try:
+        os.chown(state, 0, NOBODY)
+        os.chmod(state, 0o750)
+        env = {**d.env, "HOME": str(tmp_path)}
+        member = [*_reachable_tree(tmp_path / "tree", env), "setpriv", f"--reuid={NOBODY}",
+                  f"--regid={NOBODY}", "--clear-groups", *_router(tmp_path / "tree")]
+        r = subprocess.run([*member, "submit", "--each", "--json", "--", *LOOP], env=env,
+                           input="20000\n40000\n", cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        with Store(state / "history.db") as s:
+            rows = [row for row in s.all_runs() if row["argv"][:3] == LOOP[:3]]
+        assert [(row["uid"], row["user"], row["source"], row["state"]) for row in rows] == \
+            [(NOBODY, "nobody", "job", "done")] * 2
+        assert all(row["cost"] > 0 for row in rows)
+        r = subprocess.run([*member, "collect", "--", *LOOP], env=env, input="10\n",
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "Traceback" not in r.stderr and str(state) in r.stderr, r.stderr
     finally:
         d.stop()
         shutil.rmtree(tmp_path)
