@@ -1,4 +1,5 @@
-"""The history: one SQLite file (WAL) of every measured run. The only module that speaks SQL.
+"""The history: one SQLite file (WAL) of every measured run. With schema.py (its tables and
+migrations), the only module that speaks SQL.
 
 Every run, whether a collector's sweep or a daemon's job, is a row of `runs`, and the rows are
 the training set. Completed rows get a completion sequence number (`done_seq`) so a retrain can
@@ -17,14 +18,14 @@ import time
 from contextlib import contextmanager
 TYPE_CHECKING = False   # typing and pathlib cost `router collect` ~15 ms of start-up
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
     from typing import Any
 
 from router.errors import StoreError
+from router.schema import MIGRATIONS, RESERVOIR_SIZE, SCHEMA_VERSION, next_value, reservoir_step
 
 log = logging.getLogger(__name__)
 
-RESERVOIR_SIZE = 4096
 FULL_BELOW = 1 << 20        # free bytes under which a failed write is put down to a full disk
 
 RUN_FIELDS = (
@@ -35,116 +36,6 @@ RUN_FIELDS = (
     "predicted_cost", "expected_waits",
 )
 _JSON_FIELDS = ("argv", "features", "env", "expected_waits")
-
-_V1 = """
-CREATE TABLE runs (
-    id          INTEGER PRIMARY KEY,
-    time        REAL NOT NULL,
-    user        TEXT NOT NULL,
-    argv        TEXT NOT NULL,
-    template    TEXT NOT NULL,
-    features    TEXT NOT NULL,
-    machine     TEXT NOT NULL,
-    source      TEXT NOT NULL CHECK (source IN ('collect', 'job')),
-    cpu_user_s  REAL,
-    cpu_sys_s   REAL,
-    wall_s      REAL,
-    max_rss_kb  INTEGER,
-    exit        INTEGER,
-    timed_out   INTEGER NOT NULL DEFAULT 0,
-    cost        REAL,
-    stderr_tail TEXT
-);
-CREATE INDEX runs_template ON runs(template);
-"""
-
-_V2 = """
-ALTER TABLE runs ADD COLUMN state TEXT NOT NULL DEFAULT 'done';
-ALTER TABLE runs ADD COLUMN ended REAL;
-ALTER TABLE runs ADD COLUMN p_over REAL;
-ALTER TABLE runs ADD COLUMN sd REAL;
-ALTER TABLE runs ADD COLUMN reason TEXT;
-ALTER TABLE runs ADD COLUMN model_version TEXT;
-ALTER TABLE runs ADD COLUMN threshold REAL;
-ALTER TABLE runs ADD COLUMN decision_us REAL;
-ALTER TABLE runs ADD COLUMN cwd TEXT;
-ALTER TABLE runs ADD COLUMN uid INTEGER;
-ALTER TABLE runs ADD COLUMN remote_id TEXT;
-CREATE INDEX runs_active ON runs(state) WHERE state IN ('queued', 'running');
-"""
-
-_V3 = """
-ALTER TABLE runs ADD COLUMN done_seq INTEGER;
-CREATE UNIQUE INDEX runs_done_seq ON runs(done_seq);
-CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE reservoir (slot INTEGER PRIMARY KEY, run_id INTEGER NOT NULL);
-"""
-
-# What a restarted daemon needs of the jobs a dead one left: a running one's pid and start
-# time (clock ticks after boot) to kill it, never a process that reused its pid. `env` is no
-# longer written (a detached job's environment waits in the daemon's private spool): a
-# restart reads what an older daemon left there once, and clears it.
-_V4 = """
-ALTER TABLE runs ADD COLUMN env TEXT;
-ALTER TABLE runs ADD COLUMN detach INTEGER;
-ALTER TABLE runs ADD COLUMN pid INTEGER;
-ALTER TABLE runs ADD COLUMN pid_start INTEGER;
-"""
-
-# What an objective-rule decision used: the expected cost (reference CPU s) and, as JSON
-# {machine: seconds}, the expected wait on each machine it weighed.
-_V5 = """
-ALTER TABLE runs ADD COLUMN predicted_cost REAL;
-ALTER TABLE runs ADD COLUMN expected_waits TEXT;
-"""
-
-
-def _script(db: sqlite3.Connection, sql: str) -> None:
-    """Statement by statement: executescript() would commit the migration's transaction."""
-    for statement in sql.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _migrate_v3(db: sqlite3.Connection) -> None:
-    _script(db, _V3)
-    db.execute("UPDATE runs SET done_seq = id WHERE state = 'done'")
-    seq = db.execute("SELECT COALESCE(MAX(done_seq), 0) FROM runs").fetchone()[0]
-    db.execute("INSERT INTO counters VALUES ('done_seq', ?)", (seq,))
-    db.execute("INSERT INTO counters VALUES ('reservoir_seen', 0)")
-    done = db.execute("SELECT id FROM runs WHERE state = 'done' ORDER BY id").fetchall()
-    for (run_id,) in done:
-        _reservoir_step(db, [run_id], random.Random(run_id))
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    lambda db: _script(db, _V1),
-    lambda db: _script(db, _V2),
-    _migrate_v3,
-    lambda db: _script(db, _V4),
-    lambda db: _script(db, _V5),
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def _next(db: sqlite3.Connection, counter: str, n: int = 1) -> int:
-    """Take the counter's next n values; the last of them."""
-    return db.execute("UPDATE counters SET value = value + ? WHERE name = ? RETURNING value",
-                      (n, counter)).fetchone()[0]
-
-
-def _reservoir_step(db: sqlite3.Connection, run_ids: list[int], rng: random.Random,
-                    size: int = RESERVOIR_SIZE) -> None:
-    """Algorithm R, for completions in order: after n completions each one is in the
-    reservoir with probability size/n."""
-    last = _next(db, "reservoir_seen", len(run_ids))
-    picks = []
-    for seen, run_id in enumerate(run_ids, last - len(run_ids) + 1):
-        slot = seen - 1 if seen <= size else rng.randrange(seen)
-        if slot < size:
-            picks.append((slot, run_id))
-    db.executemany("INSERT OR REPLACE INTO reservoir VALUES (?, ?)", picks)
-
 
 def _encode(record: dict[str, Any]) -> dict[str, Any]:
     unknown = set(record) - set(RUN_FIELDS)
@@ -327,7 +218,7 @@ class Store:
         if not records:
             return []
         first = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM runs").fetchone()[0]
-        seq = _next(db, "done_seq", len(records)) - len(records) + 1
+        seq = next_value(db, "done_seq", len(records)) - len(records) + 1
         ids = list(range(first, first + len(records)))
         by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for i, record in enumerate(records):
@@ -336,7 +227,7 @@ class Store:
         for columns, values in by_columns.items():
             db.executemany(f"INSERT INTO runs ({', '.join(columns)}) "
                            f"VALUES ({', '.join('?' * len(columns))})", values)
-        _reservoir_step(db, ids, self._rng, self.reservoir_size)
+        reservoir_step(db, ids, self._rng, self.reservoir_size)
         return ids
 
     def start_job(self, db: sqlite3.Connection, record: dict[str, Any]) -> int:
@@ -346,11 +237,11 @@ class Store:
     def update_job(self, db: sqlite3.Connection, run_id: int, fields: dict[str, Any]) -> None:
         """A job's new state; a job done gets its completion number in the same statement."""
         done = fields.get("state") == "done"
-        row = _encode({**fields, "done_seq": _next(db, "done_seq")} if done else fields)
+        row = _encode({**fields, "done_seq": next_value(db, "done_seq")} if done else fields)
         sets = ", ".join(f"{k} = ?" for k in row)
         db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*row.values(), run_id))
         if done:
-            _reservoir_step(db, [run_id], self._rng, self.reservoir_size)
+            reservoir_step(db, [run_id], self._rng, self.reservoir_size)
 
     def unfinished(self) -> list[dict[str, Any]]:
         """Jobs still queued or running in the history, oldest first: at a daemon's start,
