@@ -40,12 +40,22 @@ class Backend(Protocol):
         """Release connections held for reuse."""
         ...
 
+    # Optional: `adopt(spec, remote_id, offsets, on_output) -> Running`, for a backend whose
+    # jobs outlive the daemon (Slurm's): the run a dead daemon left, watched again from the
+    # output offsets its spool already holds.
+
 
 REGISTRY: dict[str, str] = {
     "local": "router.backends.local:LocalBackend",
     "ssh": "router.backends.ssh:SshBackend",
     "slurm": "router.backends.slurm:SlurmBackend",
 }
+
+
+def can_adopt(machine: Any) -> bool:
+    """Whether a restarted daemon can watch this machine's running jobs again."""
+    module, _, name = REGISTRY[machine.backend].partition(":")
+    return hasattr(getattr(importlib.import_module(module), name), "adopt")
 
 
 def create(machine: Any) -> Backend:

@@ -138,5 +138,15 @@ class SlurmBackend:
         job_id = out.decode().strip().split(";")[0]
         return SlurmRun(self, job_id, spec, files, on_output)
 
+    def adopt(self, spec: JobSpec, remote_id: str, offsets: dict[int, int],
+              on_output: OnOutput) -> SlurmRun:
+        """A job keeps running in Slurm when the daemon dies: its output files and sacct are
+        all a new daemon needs to stream the rest of it and record its real end."""
+        spool = self._spool(spec)
+        files = {1: spool / f"router-{spec.id}.out", 2: spool / f"router-{spec.id}.err"}
+        run = SlurmRun(self, remote_id, spec, files, on_output)
+        run.offsets.update(offsets)
+        return run
+
     async def close(self) -> None:
         return None

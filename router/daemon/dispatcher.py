@@ -74,9 +74,13 @@ class Dispatcher:
         return on_output
 
     async def _run(self, job: Job) -> None:
-        machine = self.machines[job.machine]
+        machine, backend = self.machines[job.machine], self.backends[job.machine]
         try:
-            job.running = await self.backends[job.machine].start(job.spec, self._output(job))
+            if job.adopt:
+                adopt = getattr(backend, "adopt")     # only for backends that can_adopt
+                job.running = adopt(job.spec, job.adopt, dict(job.written), self._output(job))
+            else:
+                job.running = await backend.start(job.spec, self._output(job))
             job.state = "running"
             if job.running.remote_id is None:
                 asyncio.get_running_loop().call_later(_record_delay(job), self._record_running, job)
@@ -94,7 +98,8 @@ class Dispatcher:
             self._finish(job, None, "lost", str(exc))
             return
         except BackendError as exc:   # the machine could not take it: the job never ran
-            if machine.fallback and machine.fallback != job.machine and not job.cancelled:
+            if machine.fallback and machine.fallback != job.machine and not (
+                    job.cancelled or job.adopt):
                 self._fall_back(job, machine, str(exc))
                 return
             self._finish(job, None, "failed", f"{job.machine}: {exc}", exc.job_exit)

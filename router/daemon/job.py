@@ -29,6 +29,7 @@ class Job:
     p_over: float | None = None
     threshold: float | None = None
     time_limit: float | None = None       # seconds of running, then cancelled as timed_out
+    adopt: str | None = None              # the remote id of a run a dead daemon left running
     timed_out: bool = False
     listeners: list[Listener] = field(default_factory=list)
     state: str = "queued"

@@ -3,9 +3,11 @@ queued or running in the history.
 
 A detached job still queued runs now, as Slurm keeps its queue across restarts: it keeps
 its id, its decision and its environment (from the spool: see spool.py). An attached one was cancelled when its submitter's
-connection ended with the daemon. A job that was running has no supervisor any more (its
-output pipes and its measurement died with the spawner): it is killed, process group and
-all, and recorded as killed; one that ended unseen meanwhile is recorded as lost. None is
+connection ended with the daemon. A Slurm job that was running still runs in Slurm: it is
+watched again (the rest of its output, its end and CPU from sacct), as any backend that can
+`adopt` allows. A local or ssh job that was running has no supervisor any more (its output
+pipes and its measurement died with the spawner): it is killed, process group and all, and
+recorded as killed; one that ended unseen meanwhile is recorded as lost. None is
 ever left both running and marked lost. A job that started in the last instants before the
 death and was not yet recorded running is run again: the one window where a job may run
 twice.
@@ -14,9 +16,11 @@ twice.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
+from router import backends
 from router.exec.jobspec import JobSpec
 from router.daemon import process
 from router.daemon.job import Job
@@ -52,6 +56,25 @@ def _requeued(st: State, row: dict[str, Any]) -> Job | None:
                template=row["template"], p_over=row["p_over"], threshold=row["threshold"])
 
 
+def _adopted(st: State, row: dict[str, Any]) -> Job | None:
+    """A running job its machine's backend can watch again, with the environment its helper
+    commands (sacct, scancel) need: the job's own when detached, else the daemon's PATH and
+    SLURM_CONF."""
+    machine = st.policy.machines.get(row["machine"])
+    if not row.get("remote_id") or machine is None or not backends.can_adopt(machine):
+        return None
+    env = st.spool.env(row["id"]) or {k: os.environ[k] for k in ("PATH", "SLURM_CONF")
+                                      if k in os.environ}
+    uid = row["uid"]
+    user, gid, groups = account(uid, uid)
+    spec = JobSpec(row["id"], row["argv"], row["cwd"] or "/", env, uid, gid, groups, user)
+    job = Job(row["id"], spec, row["machine"], row["reason"] or "", True, None,
+              template=row["template"], p_over=row["p_over"], threshold=row["threshold"],
+              adopt=row["remote_id"])
+    job.written = st.spool.sizes(row["id"])
+    return job
+
+
 def _unrun(st: State, row: dict[str, Any]) -> dict[str, Any]:
     why = ("its submitter's connection ended with the daemon" if not row.get("detach")
            else f"machine {row['machine']} is no longer in the policy"
@@ -61,27 +84,35 @@ def _unrun(st: State, row: dict[str, Any]) -> dict[str, Any]:
             "stderr_tail": f"not run: {why}"}
 
 
+def _settle(st: State, row: dict[str, Any]) -> tuple[Job | None, dict[str, Any] | None, str]:
+    """A job left behind: the Job to run or watch again, the fields to record, and what
+    became of it."""
+    if row["state"] == "running":
+        job = _adopted(st, row)
+        if job is not None:
+            return job, None, "adopted"
+        fields, what = _ended(row)
+        return None, fields, what
+    job = _requeued(st, row)
+    if job is not None:
+        return job, {"env": None} if row.get("env") is not None else None, "requeued"
+    return None, _unrun(st, row), "cancelled"
+
+
 async def recover(st: State) -> list[Job]:
-    """Record the end of every job left behind; the detached queued ones to enqueue again,
-    in their order."""
+    """Record the end of every job left behind; the Jobs to enqueue again (detached queued
+    ones, and running ones to watch again), in their order."""
     rows = await st.writer.read(lambda s: s.unfinished())
     updates: list[tuple[int, dict[str, Any]]] = []
     requeue: list[Job] = []
-    counts = {"killed": 0, "lost": 0, "requeued": 0, "cancelled": 0}
+    counts = {"adopted": 0, "killed": 0, "lost": 0, "requeued": 0, "cancelled": 0}
     for row in rows:
-        if row["state"] == "running":
-            fields, what = _ended(row)
-        else:
-            job = _requeued(st, row)
-            if job is not None:
-                requeue.append(job)
-                counts["requeued"] += 1
-                if row.get("env") is not None:
-                    updates.append((row["id"], {"env": None}))
-                continue
-            fields, what = _unrun(st, row), "cancelled"
-        updates.append((row["id"], fields))
+        job, fields, what = _settle(st, row)
         counts[what] += 1
+        if job is not None:
+            requeue.append(job)
+        if fields:
+            updates.append((row["id"], fields))
     st.spool.drop_envs(keep={job.id for job in requeue})
     if updates:
         await st.writer.submit(lambda s, db: [s.update_job(db, i, f) for i, f in updates])

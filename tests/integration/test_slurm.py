@@ -1,5 +1,6 @@
 """A real Slurm (Debian's slurmctld, slurmd, slurmdbd with MariaDB, munge): routed jobs run in
-the right partition and their CPU, as Slurm's own accounting reports it, lands in the history."""
+the right partition and their CPU, as Slurm's own accounting reports it, lands in the history;
+a job still running in Slurm when the daemon is killed -9 is watched again by the next one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 import slurm as test_slurm
 from conftest import need_program, need_root
-from daemon_fixture import PROG, RunningDaemon, prog_model
+from daemon_fixture import PROG, RunningDaemon, prog_model, wait_for
 
 from router.store import Store
 
@@ -32,6 +33,36 @@ def cluster():
         yield made
     finally:
         test_slurm.teardown(made)
+
+
+BURN = 'echo start; sleep 4; i=0; while [ "$i" -lt 200000 ]; do i=$((i + 1)); done; echo end'
+
+
+def test_a_job_running_in_slurm_outlives_a_killed_daemon_and_is_recorded_once(cluster, tmp_path):
+    d = RunningDaemon(tmp_path, POLICY, {"SLURM_CONF": cluster.env["SLURM_CONF"]})
+    d.start()
+    try:
+        r = d.router("submit", "--parsable", "--detach", "-p", "cheap", "--", "/bin/sh", "-c",
+                     BURN)
+        assert r.returncode == 0, r.stderr
+        job, out = int(r.stdout), tmp_path / "spool" / f"{r.stdout.strip()}.out"
+        wait_for(lambda: out.exists() and out.read_text() == "start\n", timeout=60,
+                 what="the job's first line in the spool")
+        d.kill9()
+        d.start()
+        with Store(d.env["ROUTER_STORE"]) as s:
+            wait_for(lambda: s.get(job)["state"] != "running", timeout=120,
+                     what="the job's end, recorded by the new daemon")
+            row = s.get(job)
+        assert row["state"] == "done", row
+        assert d.router("follow", str(job)).stdout == "start\nend\n"   # the rest, once
+        out = cluster.run("sacct", "-j", row["remote_id"], "-n", "-P", "-o",
+                          "UserCPU,SystemCPU").stdout.split("\n")[0].split("|")
+        slurm_cpu = sum(float(v.split(":")[-1]) + 60 * float(v.split(":")[-2]) for v in out)
+        assert row["cpu_user_s"] + row["cpu_sys_s"] == pytest.approx(slurm_cpu, abs=2e-3)
+        assert "1 adopted" in d.log.read_text()
+    finally:
+        d.stop()
 
 
 def test_jobs_run_in_their_partition_and_slurm_accounts_their_cpu(cluster, tmp_path):
