@@ -47,13 +47,15 @@ Ctrl-C on `router submit` reaches the job.
 
 from __future__ import annotations
 
-import _json
 import binascii
 TYPE_CHECKING = False   # typing itself costs ~13 ms at start-up; Any is an annotation only
 if TYPE_CHECKING:
     from typing import Any
 
 from router.errors import ProtocolError
+from router.jsonline import dumps, scan
+
+__all__ = ["dumps"]   # the one JSON line writer, for every command's --json too
 
 MAX_LINE = 1 << 20          # a request larger than this is refused
 MAX_ARGV = 4096
@@ -63,34 +65,6 @@ STDIN_CHUNK = 1 << 16
 STDIN_CREDIT = 4
 
 
-def _not_json(obj: Any) -> Any:
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-class _Defaults:
-    """The settings json.loads uses by default."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    parse_constant = float      # NaN, Infinity, -Infinity
-
-
-# The C halves of the json package: importing json itself costs the submit path ~15 ms
-# (its regular expressions and enum); these are what json.dumps and json.loads call.
-_scan = _json.make_scanner(_Defaults)
-_encode = _json.make_encoder(None, _not_json, _json.encode_basestring_ascii, None, ":", ",",
-                             False, False, True)
-_SPACE = b" \t\r\n"
-
-
-def dumps(obj: Any) -> str:
-    """json.dumps(obj, separators=(",", ":")), without importing json."""
-    return "".join(_encode(obj, 0))
-
-
 def encode(msg: dict[str, Any]) -> bytes:
     return dumps(msg).encode() + b"\n"
 
@@ -98,8 +72,8 @@ def encode(msg: dict[str, Any]) -> bytes:
 def decode(line: bytes) -> dict[str, Any]:
     """Parse one line; anything but one JSON object is a ProtocolError."""
     try:
-        text = line.strip(_SPACE).decode()
-        msg, end = _scan(text, 0)
+        text = line.strip(b" \t\r\n").decode()
+        msg, end = scan(text)
     except StopIteration:
         raise ProtocolError("malformed request: no JSON value") from None
     except (ValueError, RecursionError) as exc:   # UnicodeDecodeError is a ValueError

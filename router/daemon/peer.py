@@ -38,7 +38,8 @@ class Peer:
 
     def feed(self, tag: int) -> StdinFeed:
         if tag not in self.feeds:
-            self.feeds[tag] = StdinFeed(lambda: self.send({"event": "stdin", "tag": tag}))
+            self.feeds[tag] = StdinFeed(lambda: self.send({"event": "stdin", "tag": tag}),
+                                         protocol.STDIN_CREDIT)
         return self.feeds[tag]
 
     def end_feed(self, tag: int) -> None:

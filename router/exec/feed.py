@@ -1,7 +1,7 @@
 """A job's stdin, fed from its submitter's connection (`echo x | router submit -- cat`).
 
 The client sends its stdin in `stdin` requests of at most STDIN_CHUNK bytes and keeps at most
-STDIN_CREDIT of them unacknowledged; each is acknowledged once it is in the job's pipe (or
+STDIN_CREDIT (the feed's credit) of them unacknowledged; each is acknowledged once it is in the job's pipe (or
 dropped: the job has ended, or its machine does not forward stdin). So a job that reads
 slowly holds back its submitter, the daemon holds at most that much per job, and the
 daemon's read loop never waits on a job (a Ctrl-C still reaches it). Writes are
@@ -16,15 +16,15 @@ import os
 from collections import deque
 from collections.abc import Callable
 
-from router.client.protocol import STDIN_CREDIT
 from router.errors import ProtocolError
 
 
 class StdinFeed:
     """What a submitter sent for its job's stdin, written into the job's pipe as it drains."""
 
-    def __init__(self, ack: Callable[[], None]):
+    def __init__(self, ack: Callable[[], None], credit: int):
         self.ack = ack                       # says to the submitter: one chunk less in flight
+        self.credit = credit                 # the protocol's STDIN_CREDIT
         self.chunks: deque[memoryview] = deque()
         self.eof = False
         self.fd: int | None = None
@@ -36,8 +36,8 @@ class StdinFeed:
         if self.closed:
             self.ack()
             return
-        if len(self.chunks) >= STDIN_CREDIT:
-            raise ProtocolError(f"stdin: more than {STDIN_CREDIT} chunks unacknowledged")
+        if len(self.chunks) >= self.credit:
+            raise ProtocolError(f"stdin: more than {self.credit} chunks unacknowledged")
         self.chunks.append(memoryview(data))
         self.eof = self.eof or eof
         self._write()

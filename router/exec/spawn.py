@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.exec.jobspec import JobSpec, OnOutput
-from router.client import protocol
+from router import jsonline
 from router.errors import BackendError, JobLost, NotExecutable
 from router.exec import cgroup
 from router.exec.process import holds_pid, kill_group
@@ -145,7 +145,7 @@ class SpawnerLink:
             for fd in fds:
                 os.close(fd)
             return
-        self.lines.append(protocol.dumps(msg).encode())
+        self.lines.append(jsonline.dumps(msg).encode())
         if fds:
             self._pack(fds)
             self._send_backlog()

@@ -239,8 +239,7 @@ class Trainer:
         states = jax.device_put(self.states, self.replicated)
         opt_state = self.base.tx.init(states)
         shuffles = np.random.default_rng(self.opts.seed + 1)
-        best, best_states, since_best, epoch, best_epoch = (math.inf, math.inf), states, 0, 0, 0
-        floor_states, floor_epoch = states, 0
+        stop, epoch = _Stopping(states, floor, patience, bool(self.opts.epochs)), 0
         vals = [jax.device_put(a, self.replicated) for a in val] if val is not None else None
         while epoch < epochs:
             perms = np.stack([shuffles.permutation(len(rows[0])) for _ in range(chunk)])
@@ -249,27 +248,16 @@ class Trainer:
                                           *placed)
             epoch += chunk
             score = self._score(states, vals, loss)
-            if score < best:
-                best, best_states, since_best, best_epoch = score, states, 0, epoch
-            else:
-                since_best += chunk
-            if not floor_epoch and epoch >= floor:
-                floor_states, floor_epoch = states, epoch
             if self.opts.progress:
                 print(f"\repoch {epoch} loss {float(loss):.4f} val error {score[0]:.4f}",
                       end="", file=sys.stderr, flush=True)
-            if since_best >= patience and epoch >= floor and not self.opts.epochs:
+            if stop.after(epoch, chunk, states, score):
                 break
         if self.opts.progress:
             print(file=sys.stderr)
-        if vals is None or self.opts.epochs:
-            chosen, self.states = epoch, states
-        elif best_epoch < floor_epoch:
-            chosen, self.states = floor_epoch, floor_states
-        else:
-            chosen, self.states = best_epoch, best_states
-        return {"epochs": epoch, "best_epoch": best_epoch, "best_loss": best[1], "batch": batch,
-                "steps_per_epoch": steps_per_epoch, "chosen_epoch": chosen}
+        chosen, self.states = stop.chosen(epoch, states, vals is not None)
+        return {"epochs": epoch, "best_epoch": stop.best_epoch, "best_loss": stop.best[1],
+                "batch": batch, "steps_per_epoch": steps_per_epoch, "chosen_epoch": chosen}
 
     def _score(self, states: Any, vals: list[jax.Array] | None, loss: jax.Array) -> tuple:
         """Validation error first (it is what routing gets wrong), loss to break ties: loss
@@ -282,6 +270,35 @@ class Trainer:
         p = self.base.p_over(states, x, t, log_t)
         err = float(jnp.mean(verdict.called_over(p, self.opts.p_cut) != (y == 1)))
         return (round(err, 6), round(float(self.base.loss(states, x, t, z, kind, w)), 3))
+
+
+class _Stopping:
+    """Early stopping's bookkeeping: the best score's states and epoch, the floor's (the first
+    epoch stopping may happen at), and the epochs since the best."""
+
+    def __init__(self, states: Any, floor: int, patience: int, fixed: bool):
+        self.best, self.best_states, self.best_epoch = (math.inf, math.inf), states, 0
+        self.floor, self.floor_states, self.floor_epoch = floor, states, 0
+        self.patience, self.since_best, self.fixed = patience, 0, fixed
+
+    def after(self, epoch: int, chunk: int, states: Any, score: tuple) -> bool:
+        """Whether to stop after this chunk of epochs."""
+        if score < self.best:
+            self.best, self.best_states, self.since_best, self.best_epoch = score, states, 0, epoch
+        else:
+            self.since_best += chunk
+        if not self.floor_epoch and epoch >= self.floor:
+            self.floor_states, self.floor_epoch = states, epoch
+        return self.since_best >= self.patience and epoch >= self.floor and not self.fixed
+
+    def chosen(self, epoch: int, states: Any, validated: bool) -> tuple[int, Any]:
+        """The epoch and states to keep: the last without validation or with a fixed count,
+        else the best, but never before the floor."""
+        if not validated or self.fixed:
+            return epoch, states
+        if self.best_epoch < self.floor_epoch:
+            return self.floor_epoch, self.floor_states
+        return self.best_epoch, self.best_states
 
 
 def _warm_start(trainer: Trainer, base: ModelFile, shell: Layout) -> None:

@@ -22,7 +22,7 @@ def _read_all(fd: int) -> bytes:
 def test_chunks_before_and_after_attach_arrive_in_order_then_eof():
     async def main():
         acks: list[int] = []
-        feed = StdinFeed(lambda: acks.append(1))
+        feed = StdinFeed(lambda: acks.append(1), STDIN_CREDIT)
         r, w = os.pipe()
         feed.put(b"a" * 70_000, False)           # more than a pipe holds: written as it drains
         feed.attach(w)
@@ -37,7 +37,7 @@ def test_chunks_before_and_after_attach_arrive_in_order_then_eof():
 def test_past_the_credit_is_refused_and_closing_acknowledges_what_is_pending():
     async def main():
         acks: list[int] = []
-        feed = StdinFeed(lambda: acks.append(1))
+        feed = StdinFeed(lambda: acks.append(1), STDIN_CREDIT)
         for _ in range(STDIN_CREDIT):
             feed.put(b"x", False)
         with pytest.raises(ProtocolError, match="unacknowledged"):
@@ -51,7 +51,7 @@ def test_past_the_credit_is_refused_and_closing_acknowledges_what_is_pending():
 def test_a_job_that_closed_its_stdin_closes_the_feed():
     async def main():
         acks: list[int] = []
-        feed = StdinFeed(lambda: acks.append(1))
+        feed = StdinFeed(lambda: acks.append(1), STDIN_CREDIT)
         r, w = os.pipe()
         os.close(r)
         feed.attach(w)
