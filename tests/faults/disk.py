@@ -1,11 +1,13 @@
-"""A small ext4 file system on a loop device, for the store to go read-only under a running
-daemon as a real disk does: an I/O error makes the kernel remount it read-only
-(errors=remount-ro) with the daemon's files still open, which no chmod or remount can do to
-a file system that has writers. The operator's repair is what a real one does: stop the
-daemon, unmount, fsck, mount, start it."""
+"""A small ext4 file system on a loop device, under the history and the spool, for the two
+faults a disk gives a running daemon. It fills up (a file takes all the space left, root's
+reserve included, until it is deleted). And it goes read-only as a failing disk does: an I/O
+error makes the kernel remount it read-only (errors=remount-ro) with the daemon's files still
+open, which no chmod or remount can do to a file system that has writers; the operator's
+repair is what a real one does: stop the daemon, unmount, fsck, mount, start it."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -46,6 +48,19 @@ class Ext4Disk:
     def fail(self) -> None:
         """An error as a failing disk gives: ext4 turns read-only at once, files open or not."""
         Path(f"/sys/fs/ext4/{self.device()}/trigger_fs_error").write_text("router fault\n")
+
+    def fill(self) -> Path:
+        """A file holding all the space left; delete it and the space returns."""
+        filler = self.path / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+        return filler
 
     def repair(self) -> None:
         """With nothing of it open any more (the daemon stopped)."""

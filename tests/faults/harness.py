@@ -34,8 +34,9 @@ route: {over: fast, under: cheap}
 daemon: {drain_timeout: 5, model_poll_s: 0.2}
 """
 BAD_POLICIES = [b"", b"threshold: 1\n", b"machines: [oops\n", b"machines:\n  a: {}\n#\xff\n"]
-FAULTS = ("kill9_daemon", "kill9_spawner", "sighup_bad_policy", "slow_reader", "readonly_store")
-NEEDS_DISK = {"readonly_store"}
+FAULTS = ("kill9_daemon", "kill9_spawner", "sighup_bad_policy", "slow_reader", "disk_full",
+          "readonly_store")
+NEEDS_DISK = {"disk_full", "readonly_store"}
 FINAL = {"done", "failed", "cancelled", "killed", "lost"}
 
 
@@ -142,6 +143,8 @@ class Chaos:
             d.signal(signal.SIGHUP)
         elif fault == "slow_reader":
             self._slow_reader()
+        elif fault == "disk_full":
+            return self._disk_full()
         elif fault == "readonly_store":
             return self._readonly_store()
         try:
@@ -149,6 +152,24 @@ class Chaos:
         except AssertionError:
             return 1
         return 0
+
+    def _disk_full(self) -> int:
+        """The disk under the history fills while jobs run and end, then space returns: a
+        submit meanwhile gets an answer (queued, or one error line), not a hang."""
+        assert self.disk is not None, "disk_full needs Chaos(disk=...)"
+        filler, hangs = self.disk.fill(), 0
+        time.sleep(self.rng.random() * 0.5)
+        try:
+            self.daemon.router("submit", "--", "/bin/echo", "full", timeout=30)
+        except subprocess.TimeoutExpired:
+            hangs += 1
+        time.sleep(self.rng.random())
+        filler.unlink()
+        try:
+            wait_for(self.daemon.answers, timeout=30, what="the daemon after the disk filled")
+        except AssertionError:
+            hangs += 1
+        return hangs
 
     def _readonly_store(self) -> int:
         """The disk under the history fails; the daemon must keep answering (a submit it
