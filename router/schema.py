@@ -75,6 +75,11 @@ ALTER TABLE runs ADD COLUMN predicted_cost REAL;
 ALTER TABLE runs ADD COLUMN expected_waits TEXT;
 """
 
+# The time limit a job was submitted with (seconds), for a restarted daemon to keep it.
+_V6 = """
+ALTER TABLE runs ADD COLUMN time_limit REAL;
+"""
+
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Statement by statement: executescript() would commit the migration's transaction."""
@@ -100,6 +105,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_v3,
     lambda db: _script(db, _V4),
     lambda db: _script(db, _V5),
+    lambda db: _script(db, _V6),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

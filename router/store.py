@@ -33,7 +33,7 @@ RUN_FIELDS = (
     "cpu_sys_s", "wall_s", "max_rss_kb", "exit", "timed_out", "cost", "stderr_tail",
     "state", "ended", "p_over", "sd", "reason", "model_version", "threshold", "decision_us",
     "cwd", "uid", "remote_id", "done_seq", "env", "detach", "pid", "pid_start",
-    "predicted_cost", "expected_waits",
+    "predicted_cost", "expected_waits", "time_limit",
 )
 _JSON_FIELDS = ("argv", "features", "env", "expected_waits")
 

@@ -48,7 +48,9 @@ COMMANDS: dict[str, Command] = {
         _HISTORY, "run CMD once per input line and record its CPU",
         "Run CMD once per stdin line (words appended, or put in place of {}), measure user+"
         "system CPU of it and all its descendants, and record each run. One JSON line per run "
-        "on stdout. Exits 1 (and says how many) when runs failed or timed out."),
+        "on stdout. Exits 1 (and says how many) when runs failed or timed out. A history this "
+        "user may not write (a daemon's) is refused before anything runs: a daemon's history "
+        "takes runs as its jobs (router submit --each)."),
     "report": Command(
         _HISTORY, "HTML report of where jobs went and what they cost",
         "One self-contained HTML page (no network needed to view it): cost, wall time and "

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 def run_collect(args: argparse.Namespace) -> int:
     from collectors.sweep import Sweep, SweepOptions, sweep_lines
     from router.errors import UsageError
-    from router.store import Store
 
     if not args.cmd:
         raise UsageError("give a command after --, e.g. router collect -- ./prog")
@@ -26,8 +25,7 @@ def run_collect(args: argparse.Namespace) -> int:
                         shuffle=args.shuffle, output_dir=args.output, machine=args.machine,
                         speed=args.speed, text=args.text, progress=sys.stderr.isatty())
     lines = sweep_lines(args.sweep) if args.sweep else stdin_lines()
-    with Store(store_path(args)) as store:
-        _writable(store)
+    with _writable(store_path(args)) as store:
         sweep = Sweep(args.cmd, store, opts, sys.stdout)
         try:
             sweep.run(lines)
@@ -42,12 +40,25 @@ def run_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _writable(store: Any) -> None:
+def _writable(path: str) -> Any:
+    """The store, refused now (not after the first runs were measured) when this user may not
+    write it; when it is a history of someone else's (a daemon's), the line says how runs get
+    in there."""
+    import os
+
     from router.errors import StoreError
+    from router.store import Store
+    store = None
     try:
+        store = Store(path)
         store.check_writable()
+        return store
     except StoreError as exc:
-        if "readonly" not in str(exc):
+        if store is not None:
+            store.close()
+        where = path if os.path.exists(path) else os.path.dirname(os.path.abspath(path))
+        if os.access(where, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)),
+                                                   os.W_OK):
             raise
         raise StoreError(f"{exc}: a daemon's history takes runs only as its jobs, e.g. "
                          f"router submit --each -- CMD") from None

@@ -54,7 +54,7 @@ class Dispatcher:
         queue = self.queues[name]
         while True:
             job = await queue.get()
-            if job.cancelled:
+            if job.cancelled and not job.adopt:      # an adopted one runs: _run cancels it
                 self._finish(job, None, "cancelled", "cancelled before it started")
                 continue
             self.busy[name] += 1

@@ -100,7 +100,8 @@ async def _record(st: State, peer: Peer, sub: Submission) -> Job:
               "machine": d.machine, "p_over": d.p_over, "sd": d.sd, "reason": d.reason,
               "threshold": d.threshold, "cwd": req["cwd"], "model_version": st.model_version(),
               "decision_us": sub.decision_us, "uid": peer.uid, "detach": req["detach"],
-              "predicted_cost": d.cost, "expected_waits": d.waits}
+              "predicted_cost": d.cost, "expected_waits": d.waits,
+              "time_limit": req["time_limit"]}
     job_id = await st.writer.submit(lambda s, db: s.start_job(db, record))
     if req["detach"]:
         st.spool.save_env(job_id, sub.env)      # a restart runs it again

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class Spool:
-    """One file per job and stream, opened only when the job writes something."""
+    """One file per job and stream, opened only when the job writes something; one more per
+    detached job, its environment."""
 
     def __init__(self, directory: Path):
         self.dir = directory
@@ -48,7 +49,8 @@ class Spool:
         return env if isinstance(env, dict) else None
 
     def drop_envs(self, keep: set[int] | frozenset[int] = frozenset()) -> None:
-        """Every kept environment but those of keep: at a start, what a crash left behind."""
+        """Every kept environment but those of keep: at a start, a crash may have left those
+        of jobs whose end was recorded, and they hold secrets."""
         for path in self.dir.glob("*.env"):
             if path.stem.isdigit() and int(path.stem) not in keep:
                 self.drop_env(int(path.stem))
@@ -118,7 +120,8 @@ class Spool:
             return b""
 
     def sizes(self, job_id: int) -> dict[int, int]:
-        """What the spool holds of an ended job's stdout and stderr."""
+        """What the spool holds of a job's stdout and stderr: where `follow` of an ended job
+        starts live output, and where an adopted job's output goes on."""
         out = {}
         for fd in (1, 2):
             try:

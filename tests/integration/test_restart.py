@@ -39,8 +39,8 @@ def test_kill_9_requeues_queued_jobs_and_kills_running_ones(tmp_path):
     d = RunningDaemon(tmp_path, POLICY).start()
     pids: list[tuple[int, int]] = []
     try:
-        blockers, queued, attached = _load(d)
-        attached_id = queued[-1] + 1
+        blockers, queued, limited, attached = _load(d)
+        attached_id = limited + 1
         wait_for(lambda: rows(d, [attached_id])[0], what="the attached job recorded")
         pids = [(r["pid"], r["pid_start"]) for r in rows(d, blockers)]
         _assert_env_private(d, queued)
@@ -51,6 +51,8 @@ def test_kill_9_requeues_queued_jobs_and_kills_running_ones(tmp_path):
         wait_for(lambda: all(r["state"] == "done" for r in rows(d, queued)),
                  what="the queued jobs run by the new daemon")
         assert [r["state"] for r in rows(d, blockers)] == ["killed", "killed"]
+        wait_for(lambda: rows(d, [limited])[0]["state"] == "timed_out", timeout=30,
+                 what="the --time job timed out after the restart")
         wait_for(lambda: not any(alive(*p) for p in pids), what="the blockers' end")
         assert rows(d, [attached_id])[0]["state"] == "cancelled"
         for n, job in enumerate(queued[:-1]):
@@ -66,20 +68,21 @@ def test_kill_9_requeues_queued_jobs_and_kills_running_ones(tmp_path):
             process.kill_group(pid, started)
 
 
-def _load(d: RunningDaemon) -> tuple[list[int], list[int], subprocess.Popen]:
-    """Two running blockers (recorded with their pids), five queued jobs behind them and an
-    attached one."""
+def _load(d: RunningDaemon) -> tuple[list[int], list[int], int, subprocess.Popen]:
+    """Two running blockers (recorded with their pids), six queued jobs behind them (the last
+    reads a secret from its environment), one with a time limit, and an attached one."""
     submit = ["submit", "--parsable", "--detach", "--"]
     blockers = [int(d.router(*submit, "/bin/sleep", "300").stdout) for _ in range(2)]
     queued = [int(d.router(*submit, "/bin/echo", f"job{n}").stdout) for n in range(5)]
     secret_env = dict(d.env, ROUTER_TEST_SECRET=SECRET)
     queued.append(int(d.router(*submit, "/usr/bin/printenv", "ROUTER_TEST_SECRET",
                                env=secret_env).stdout))
+    limited = int(d.router(*submit[:-1], "--time", "0:01", "--", "/bin/sleep", "60").stdout)
     attached = subprocess.Popen([*ROUTER, "submit", "--", "/bin/echo", "attached"],
                                 env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(lambda: all(r["pid_start"] is not None for r in rows(d, blockers)),
              what="blockers recorded running with their pids")
-    return blockers, queued, attached
+    return blockers, queued, limited, attached
 
 
 def _assert_env_private(d: RunningDaemon, queued: list[int]) -> None:

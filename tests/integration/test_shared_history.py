@@ -101,10 +101,13 @@ def test_group_member_adds_a_sweep_to_the_system_history_through_the_socket():
         assert [(row["uid"], row["user"], row["source"], row["state"]) for row in rows] == \
             [(NOBODY, "nobody", "job", "done")] * 2
         assert all(row["cost"] > 0 for row in rows)
-        r = subprocess.run([*member, "collect", "--", *LOOP], env=env, input="10\n",
-                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
-        assert "Traceback" not in r.stderr and str(state) in r.stderr, r.stderr
+        for daemon_running in (True, False):   # stopped, the WAL's files are gone
+            if not daemon_running:
+                assert d.stop() == 0
+            r = subprocess.run([*member, "collect", "--", *LOOP], env=env, input="10\n",
+                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
+            assert str(state) in r.stderr and "submit --each" in r.stderr, r.stderr
     finally:
         d.stop()
         shutil.rmtree(tmp_path)

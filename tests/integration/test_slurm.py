@@ -1,14 +1,17 @@
 """A real Slurm (Debian's slurmctld, slurmd, slurmdbd with MariaDB, munge): routed jobs run in
 the right partition and their CPU, as Slurm's own accounting reports it, lands in the history;
-a job still running in Slurm when the daemon is killed -9 is watched again by the next one."""
+a job still running in Slurm when the daemon is killed -9 is watched again by the next one
+(and cancelled with scancel when it was attached: its submitter left with the daemon)."""
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 
 import slurm as test_slurm
 from conftest import need_program, need_root
-from daemon_fixture import PROG, RunningDaemon, prog_model, wait_for
+from daemon_fixture import PROG, ROUTER, RunningDaemon, prog_model, wait_for
 
 from router.store import Store
 
@@ -46,21 +49,31 @@ def test_a_job_running_in_slurm_outlives_a_killed_daemon_and_is_recorded_once(cl
                      BURN)
         assert r.returncode == 0, r.stderr
         job, out = int(r.stdout), tmp_path / "spool" / f"{r.stdout.strip()}.out"
+        attached = subprocess.Popen([*ROUTER, "submit", "-p", "cheap", "--", "/bin/sleep", "60"],
+                                    env=d.env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        with Store(d.env["ROUTER_STORE"]) as s:
+            wait_for(lambda: (s.get(job + 1) or {}).get("remote_id"), timeout=60,
+                     what="the attached job running in Slurm")
         wait_for(lambda: out.exists() and out.read_text() == "start\n", timeout=60,
                  what="the job's first line in the spool")
         d.kill9()
+        attached.wait(timeout=30)
         d.start()
         with Store(d.env["ROUTER_STORE"]) as s:
-            wait_for(lambda: s.get(job)["state"] != "running", timeout=120,
-                     what="the job's end, recorded by the new daemon")
-            row = s.get(job)
+            wait_for(lambda: s.get(job)["state"] != "running" != s.get(job + 1)["state"],
+                     timeout=120, what="both ends, recorded by the new daemon")
+            row, other = s.get(job), s.get(job + 1)
         assert row["state"] == "done", row
+        assert other["state"] == "cancelled", other
+        shown = cluster.run("sacct", "-X", "-n", "-P", "-o", "State", "-j", other["remote_id"])
+        assert shown.stdout.split()[0].startswith("CANCELLED"), shown.stdout
         assert d.router("follow", str(job)).stdout == "start\nend\n"   # the rest, once
         out = cluster.run("sacct", "-j", row["remote_id"], "-n", "-P", "-o",
                           "UserCPU,SystemCPU").stdout.split("\n")[0].split("|")
         slurm_cpu = sum(float(v.split(":")[-1]) + 60 * float(v.split(":")[-2]) for v in out)
         assert row["cpu_user_s"] + row["cpu_sys_s"] == pytest.approx(slurm_cpu, abs=2e-3)
-        assert "1 adopted" in d.log.read_text()
+        assert "2 adopted" in d.log.read_text()
     finally:
         d.stop()
 
