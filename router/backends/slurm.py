@@ -113,6 +113,18 @@ class SlurmRun:
         asyncio.get_running_loop().create_task(command(["scancel", self.remote_id], self.spec))
 
 
+def cancel_left(remote_id: str) -> bool:
+    """scancel, at a daemon's start, a job a dead daemon left running whose machine has since
+    left the policy (nothing can watch it); whether Slurm took the cancel. Blocking: start-up
+    only."""
+    import subprocess
+    try:
+        r = subprocess.run(["scancel", remote_id], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
 class SlurmBackend:
     def __init__(self, machine: Any):
         o = machine.options or {}

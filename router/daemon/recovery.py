@@ -6,7 +6,8 @@ its id, its decision, its time limit and its environment (from the spool: see sp
 attached one was cancelled when its submitter's connection ended with the daemon. A Slurm job
 that was running still runs in Slurm: it is watched again (the rest of its output, its end
 and CPU from sacct), as any backend that can `adopt` allows, and cancelled with `scancel`
-first when it was attached (its submitter left). A local job that was running has no
+first when it was attached (its submitter left); one whose machine left the policy is
+cancelled with `scancel` and recorded as killed. A local job that was running has no
 supervisor any more (its output pipes and its measurement died with the spawner): it is
 killed, process group and all, and recorded as killed; an ssh job's agent ends it when its
 connection closes, and one that ended unseen is recorded as lost. A job that started in the
@@ -39,9 +40,15 @@ def _ended(row: dict[str, Any]) -> tuple[dict[str, Any], str]:
         fields.update(state="killed", exit=-9,
                       stderr_tail="killed at restart: the daemon that supervised it died")
         return fields, "killed"
-    why = "ended while no daemon watched it: not measured"
-    if row.get("remote_id"):
-        why = f"no daemon watches it any more: it may still run as {row['remote_id']} there"
+    remote = row.get("remote_id")
+    if remote:          # only Slurm gives a job a remote id; its machine left the policy
+        from router.backends.slurm import cancel_left
+        if cancel_left(remote):
+            fields.update(state="killed", exit=-9, stderr_tail=f"cancelled at restart "
+                          f"(scancel {remote}): machine {row['machine']} left the policy")
+            return fields, "killed"
+    why = (f"no daemon watches it any more: it may still run in Slurm as {remote}" if remote
+           else "ended while no daemon watched it: not measured")
     fields.update(state="lost", stderr_tail=why)
     return fields, "lost"
 

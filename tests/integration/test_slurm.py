@@ -1,7 +1,8 @@
 """A real Slurm (Debian's slurmctld, slurmd, slurmdbd with MariaDB, munge): routed jobs run in
 the right partition and their CPU, as Slurm's own accounting reports it, lands in the history;
 a job still running in Slurm when the daemon is killed -9 is watched again by the next one
-(and cancelled with scancel when it was attached: its submitter left with the daemon)."""
+(and cancelled with scancel when it was attached: its submitter left with the daemon, or when
+its machine left the policy meanwhile: nothing could watch it)."""
 
 from __future__ import annotations
 
@@ -52,13 +53,17 @@ def test_a_job_running_in_slurm_outlives_a_killed_daemon_and_is_recorded_once(cl
         attached = subprocess.Popen([*ROUTER, "submit", "-p", "cheap", "--", "/bin/sleep", "60"],
                                     env=d.env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
+        orphan = int(d.router("submit", "--parsable", "--detach", "-p", "fast", "--",
+                              "/bin/sleep", "60").stdout)
         with Store(d.env["ROUTER_STORE"]) as s:
-            wait_for(lambda: (s.get(job + 1) or {}).get("remote_id"), timeout=60,
-                     what="the attached job running in Slurm")
+            wait_for(lambda: all((s.get(i) or {}).get("remote_id") for i in (job + 1, orphan)),
+                     timeout=60, what="the attached and the fast job running in Slurm")
         wait_for(lambda: out.exists() and out.read_text() == "start\n", timeout=60,
                  what="the job's first line in the spool")
         d.kill9()
         attached.wait(timeout=30)
+        d.policy.write_text(POLICY.replace("fast", "quick").replace("partition: quick",
+                                                                    "partition: fast"))
         d.start()
         with Store(d.env["ROUTER_STORE"]) as s:
             wait_for(lambda: s.get(job)["state"] != "running" != s.get(job + 1)["state"],
@@ -66,8 +71,13 @@ def test_a_job_running_in_slurm_outlives_a_killed_daemon_and_is_recorded_once(cl
             row, other = s.get(job), s.get(job + 1)
         assert row["state"] == "done", row
         assert other["state"] == "cancelled", other
-        shown = cluster.run("sacct", "-X", "-n", "-P", "-o", "State", "-j", other["remote_id"])
-        assert shown.stdout.split()[0].startswith("CANCELLED"), shown.stdout
+        with Store(d.env["ROUTER_STORE"]) as s:
+            left = s.get(orphan)
+        assert left["state"] == "killed" and "left the policy" in left["stderr_tail"], left
+        for gone in (other, left):
+            wait_for(lambda: cluster.run("sacct", "-X", "-n", "-P", "-o", "State", "-j",
+                                         gone["remote_id"]).stdout.startswith("CANCELLED"),
+                     timeout=30, what=f"Slurm's record of {gone['remote_id']} cancelled")
         assert d.router("follow", str(job)).stdout == "start\nend\n"   # the rest, once
         out = cluster.run("sacct", "-j", row["remote_id"], "-n", "-P", "-o",
                           "UserCPU,SystemCPU").stdout.split("\n")[0].split("|")
