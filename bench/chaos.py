@@ -1,7 +1,7 @@
 """Chaos: the faults of tests/faults/ (kill -9 of the daemon and of the spawner, SIGHUP with
 bad policies, a client that stops reading, the store's disk filling up and failing read-only:
-those as root with loop devices, else left out and named), N rounds (default 20, `--rounds`) each at a
-random moment of a mixed load, against one real daemon. A summary line per round; last
+those as root with loop devices, else left out and named), N rounds (default 20, `--rounds`)
+each at a random moment of a mixed load, against one real daemon. A summary line per round; last
 line JSON with jobs_lost, jobs_duplicated, orphans, hangs, crashes (the goal: all 0)."""
 
 from __future__ import annotations

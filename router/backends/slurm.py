@@ -132,14 +132,15 @@ class SlurmBackend:
         self.extra = [str(x) for x in o.get("sbatch_options") or []]
         self.poll_s = float(o.get("poll_s") or 0.25)
 
-    def _spool(self, spec: JobSpec) -> Path:
-        return Path(private_dir(f"/tmp/router-slurm-{spec.uid}", spec.uid, spec.gid))
+    def _files(self, spec: JobSpec) -> dict[int, Path]:
+        """The job's stdout and stderr, where Slurm writes them and the daemon reads them."""
+        spool = Path(private_dir(f"/tmp/router-slurm-{spec.uid}", spec.uid, spec.gid))
+        return {1: spool / f"router-{spec.id}.out", 2: spool / f"router-{spec.id}.err"}
 
     async def start(self, spec: JobSpec, on_output: OnOutput) -> SlurmRun:
         if spec.stdin is not None:
             spec.stdin.close()                # batch jobs read /dev/null
-        spool = self._spool(spec)
-        files = {1: spool / f"router-{spec.id}.out", 2: spool / f"router-{spec.id}.err"}
+        files = self._files(spec)
         argv = ["sbatch", "--parsable", f"--partition={self.partition}",
                 f"--job-name=router-{spec.id}", f"--output={files[1]}", f"--error={files[2]}",
                 f"--chdir={spec.cwd}", *self.extra, f"--wrap={shlex.join(spec.argv)}"]
@@ -154,9 +155,7 @@ class SlurmBackend:
               on_output: OnOutput) -> SlurmRun:
         """A job keeps running in Slurm when the daemon dies: its output files and sacct are
         all a new daemon needs to stream the rest of it and record its real end."""
-        spool = self._spool(spec)
-        files = {1: spool / f"router-{spec.id}.out", 2: spool / f"router-{spec.id}.err"}
-        run = SlurmRun(self, remote_id, spec, files, on_output)
+        run = SlurmRun(self, remote_id, spec, self._files(spec), on_output)
         run.offsets.update(offsets)
         return run
 

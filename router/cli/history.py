@@ -56,9 +56,9 @@ def _writable(path: str) -> Any:
     except StoreError as exc:
         if store is not None:
             store.close()
-        where = path if os.path.exists(path) else os.path.dirname(os.path.abspath(path))
-        if os.access(where, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)),
-                                                   os.W_OK):
+        directory = os.path.dirname(os.path.abspath(path))
+        if os.access(directory, os.W_OK) and (not os.path.exists(path)
+                                              or os.access(path, os.W_OK)):
             raise
         raise StoreError(f"{exc}: a daemon's history takes runs only as its jobs, e.g. "
                          f"router submit --each -- CMD") from None

@@ -53,9 +53,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from router.errors import ProtocolError
-from router.jsonline import dumps, scan
-
-__all__ = ["dumps"]   # the one JSON line writer, for every command's --json too
+from router.jsonline import dumps, scan   # dumps: also every command's --json line
 
 MAX_LINE = 1 << 20          # a request larger than this is refused
 MAX_ARGV = 4096

@@ -27,7 +27,8 @@ Op = Callable[[Store, sqlite3.Connection], Any]
 class StoreWriter:
     def __init__(self, path: str, loop: asyncio.AbstractEventLoop):
         self.loop = loop
-        self.store = Store(path, durable=True)   # opened and checked here: a bad file fails start-up
+        # Opened and checked here: a bad file fails start-up.
+        self.store = Store(path, durable=True)
         self.store.check()
         full = self.store.disk_full()
         if full:

@@ -1,10 +1,10 @@
 """A job's stdin, fed from its submitter's connection (`echo x | router submit -- cat`).
 
 The client sends its stdin in `stdin` requests of at most STDIN_CHUNK bytes and keeps at most
-STDIN_CREDIT (the feed's credit) of them unacknowledged; each is acknowledged once it is in the job's pipe (or
-dropped: the job has ended, or its machine does not forward stdin). So a job that reads
-slowly holds back its submitter, the daemon holds at most that much per job, and the
-daemon's read loop never waits on a job (a Ctrl-C still reaches it). Writes are
+STDIN_CREDIT (the feed's credit) of them unacknowledged; each is acknowledged once it is in
+the job's pipe (or dropped: the job has ended, or its machine does not forward stdin). So a
+job that reads slowly holds back its submitter, the daemon holds at most that much per job,
+and the daemon's read loop never waits on a job (a Ctrl-C still reaches it). Writes are
 non-blocking, from the event loop. A job submitted without stdin has no feed and pays
 nothing: it reads /dev/null.
 """

@@ -157,12 +157,9 @@ class Chaos:
         """The disk under the history fills while jobs run and end, then space returns: a
         submit meanwhile gets an answer (queued, or one error line), not a hang."""
         assert self.disk is not None, "disk_full needs Chaos(disk=...)"
-        filler, hangs = self.disk.fill(), 0
+        filler = self.disk.fill()
         time.sleep(self.rng.random() * 0.5)
-        try:
-            self.daemon.router("submit", "--", "/bin/echo", "full", timeout=30)
-        except subprocess.TimeoutExpired:
-            hangs += 1
+        hangs = self._probe("full")
         time.sleep(self.rng.random())
         filler.unlink()
         try:
@@ -175,15 +172,11 @@ class Chaos:
         """The disk under the history fails; the daemon must keep answering (a submit it
         cannot record is refused with one line, not run unrecorded), stop on SIGTERM, and
         record at its next start, after the operator's repair, the end of what it left."""
-        d, hangs = self.daemon, 0
+        d = self.daemon
         assert self.disk is not None, "readonly_store needs Chaos(disk=...)"
         self.disk.fail()
         time.sleep(self.rng.random() * 0.5)
-        try:
-            r = d.router("submit", "--", "/bin/echo", "unrecordable", timeout=30)
-            hangs += r.returncode == 0 and r.stdout != "unrecordable\n"
-        except subprocess.TimeoutExpired:
-            hangs += 1
+        hangs = self._probe("unrecordable")
         if d.proc is not None:
             d.proc.send_signal(signal.SIGTERM)
             try:
@@ -194,6 +187,15 @@ class Chaos:
         self.disk.repair()
         d.start()
         return hangs
+
+    def _probe(self, word: str) -> int:
+        """A submit while the disk misbehaves: 1 unless it is answered, by the job's output or
+        by one error line."""
+        try:
+            r = self.daemon.router("submit", "--", "/bin/echo", word, timeout=30)
+        except subprocess.TimeoutExpired:
+            return 1
+        return int(r.returncode == 0 and r.stdout != word + "\n")
 
     def _slow_reader(self) -> None:
         """An attached job with output nobody reads, its client gone after a while."""
