@@ -14,7 +14,7 @@ import numpy as np
 
 from router.learn.dataset import Dataset
 from router.learn.model import Arch, ensemble_heads, from_arrays, graph, init_members
-from router.learn.train import ensemble_p_over
+from router.learn.jaxfit import ensemble_p_over
 from router.learn.encoding import encode
 from router.learn.train import TrainOptions, fit
 

@@ -1,4 +1,5 @@
-"""Training samples/s of router's own trainer (the whole ensemble, epochs in one jit) against
+"""Training samples/s of router's two trainers (the whole ensemble: JAX's epochs in one jit, and
+NumPy's, which trains on the CPU) against
 PyTorch (an idiomatic loop over the same number of members) and scikit-learn's MLPClassifier,
 on the same data and architecture, at batch 256 and 4096 with 1 and 16 features; plus the share
 of the machine's peak FLOP/s (a large jnp.dot timed in the same run, call by call in turns with
@@ -19,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from router.learn.model import Arch
-from router.learn.train import _compiled
+from router.learn import numpyfit
+from router.learn.arch import Arch
+from router.learn.jaxfit import _compiled
 
 N = int(os.environ.get("BENCH_N", "65536"))
 K = 5
@@ -34,7 +36,7 @@ def data(features: int) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(N, features)).astype(np.float32)
     y = (x.sum(1) > 0).astype(np.float32)
-    return x, np.zeros(N, np.int32), y, np.ones(N, np.float32)
+    return x, np.zeros(N, np.int32), y, np.ones((N, K), np.float32)
 
 
 def flops_per_sample(features: int) -> float:
@@ -83,7 +85,8 @@ def router_rate(features: int, batch: int) -> tuple[float, float, float]:
 
     def epoch() -> None:   # the shuffle is made on the host, as Trainer.fit makes it
         perm = jnp.asarray(shuffles.permutation(N)[None].astype(np.int32))
-        s, o, loss = run(state["s"], state["o"], perm, x, t, y, kind, w)
+        s, o, loss = run(state["s"], state["o"], np.int32(0), np.int32(N // batch), perm, x, t,
+                         y, kind, w)
         loss.block_until_ready()
         state["s"], state["o"] = s, o
 
@@ -93,6 +96,23 @@ def router_rate(features: int, batch: int) -> tuple[float, float, float]:
     share = statistics.median(N * K * flops_per_sample(features) / e / (peak / d)
                               for e, d in zip(epochs, dots))
     return N / statistics.median(epochs), peak / statistics.median(dots), share
+
+
+def numpy_rate(features: int, batch: int) -> float:
+    """The NumPy trainer's epoch: the loop `numpyfit.Trainer.fit` runs."""
+    w = numpyfit.init(Arch(1, features, EMBED, HIDDEN, K), seed=0)
+    x, t, y, weight = data(features)
+    kind = np.zeros(N, np.int32)
+    adam, shuffles = numpyfit.Adam(w, 3e-3), np.random.default_rng(1)
+    numpyfit._keep_freed_memory()
+
+    def epoch() -> None:
+        perm = shuffles.permutation(N)
+        for lo in range(0, N, batch):
+            idx = perm[lo:lo + batch]
+            adam.update(w, numpyfit.gradient(w, x[idx], t[idx], y[idx], kind[idx], weight[idx]))
+
+    return N / timed(epoch)
 
 
 def torch_rate(features: int, batch: int) -> float:
@@ -140,10 +160,17 @@ def sklearn_rate(features: int, batch: int) -> float:
     return N / timed(epoch)
 
 
-def main() -> None:
-    rows: dict[tuple[int, int], dict[str, list[float]]] = {
-        (f, b): {"router": [], "torch": [], "share": [], "peak": []}
-        for f in (1, 16) for b in (256, 4096)}
+Rows = dict[tuple[int, int], dict[str, list[float]]]
+
+
+def ratio(rows: Rows, key: tuple[int, int], peer: list[float], ours: str = "router") -> float:
+    """The median over rounds of ours / peer, each round's pair measured together."""
+    return statistics.median(a / b for a, b in zip(rows[key][ours], peer))
+
+
+def measure() -> tuple[Rows, dict[int, list[float]]]:
+    rows: Rows = {(f, b): {"router": [], "numpy": [], "torch": [], "share": [], "peak": []}
+                  for f in (1, 16) for b in (256, 4096)}
     sk: dict[int, list[float]] = {1: [], 16: []}
     for _ in range(ROUNDS):
         # in turns, each peer right beside the router figure it is compared with, so that a
@@ -151,36 +178,32 @@ def main() -> None:
         for (features, batch), row in rows.items():
             for key, value in zip(("router", "peak", "share"), router_rate(features, batch)):
                 row[key].append(value)
+            row["numpy"].append(numpy_rate(features, batch))
             row["torch"].append(torch_rate(features, batch))
             if batch == 256:
                 sk[features].append(sklearn_rate(features, batch))
-    peaks = [p for row in rows.values() for p in row["peak"]]
+    return rows, sk
 
-    def ratio(key: tuple[int, int], peer: list[float]) -> float:
-        """The median over rounds of router / peer, each round's pair measured together."""
-        return statistics.median(a / b for a, b in zip(rows[key]["router"], peer))
 
-    for (features, batch), row in rows.items():
-        print(f"features {features:2} batch {batch:4}: router "
-              f"{statistics.median(row['router']):12,.0f} samples/s (x{K} members), torch "
-              f"{statistics.median(row['torch']):10,.0f}, ratio "
-              f"{ratio((features, batch), row['torch']):5.1f}, "
-              f"{statistics.median(row['share']):.0%} of peak", file=sys.stderr)
-    for f in sk:
-        print(f"features {f:2} batch  256: scikit-learn {statistics.median(sk[f]):10,.0f} "
-              f"samples/s, router x{ratio((f, 256), sk[f]):.1f}", file=sys.stderr)
-    result = {
+def summary(rows: Rows, sk: dict[int, list[float]]) -> dict[str, Any]:
+    def least(batch: int, key: str) -> int:
+        return round(min(statistics.median(rows[(f, batch)][key]) for f in (1, 16)))
+
+    def speedup(batch: int, ours: str = "router") -> float:
+        return round(min(ratio(rows, (f, batch), rows[(f, batch)]["torch"], ours)
+                         for f in (1, 16)), 2)
+
+    return {
         "device": str(jax.devices()[0]), "members": K, "rounds": ROUNDS,
-        "peak_gflops": round(statistics.median(peaks) / 1e9, 1),
-        "router_samples_per_s_b256": round(min(statistics.median(rows[(f, 256)]["router"])
-                                               for f in (1, 16))),
-        "router_samples_per_s_b4096": round(min(statistics.median(rows[(f, 4096)]["router"])
-                                                for f in (1, 16))),
-        "speedup_vs_torch_b256": round(min(ratio((f, 256), rows[(f, 256)]["torch"])
-                                           for f in (1, 16)), 2),
-        "speedup_vs_torch_b4096": round(min(ratio((f, 4096), rows[(f, 4096)]["torch"])
-                                            for f in (1, 16)), 2),
-        "speedup_vs_sklearn": round(min(ratio((f, 256), sk[f]) for f in (1, 16)), 2),
+        "peak_gflops": round(statistics.median(p for r in rows.values() for p in r["peak"]) / 1e9,
+                             1),
+        "router_samples_per_s_b256": least(256, "router"),
+        "router_samples_per_s_b4096": least(4096, "router"),
+        "speedup_vs_torch_b256": speedup(256), "speedup_vs_torch_b4096": speedup(4096),
+        "speedup_vs_sklearn": round(min(ratio(rows, (f, 256), sk[f]) for f in (1, 16)), 2),
+        "numpy_samples_per_s_b256": least(256, "numpy"),
+        "numpy_speedup_vs_torch_b256": speedup(256, "numpy"),
+        "numpy_speedup_vs_torch_b4096": speedup(4096, "numpy"),
         # the best round, as timeit takes the best run: in this machine's slow spells (a
         # minute at times) the epochs' many small two-thread ops run at half speed while the
         # big dot loses a tenth, so the share says more of the machine than of the trainer
@@ -188,7 +211,22 @@ def main() -> None:
         "share_of_peak_median": round(min(statistics.median(rows[(f, 4096)]["share"])
                                           for f in (1, 16)), 3),
     }
-    print(json.dumps(result))
+
+
+def main() -> None:
+    rows, sk = measure()
+    for (features, batch), row in rows.items():
+        print(f"features {features:2} batch {batch:4}: router "
+              f"{statistics.median(row['router']):12,.0f} samples/s (x{K} members), torch "
+              f"{statistics.median(row['torch']):10,.0f}, ratio "
+              f"{ratio(rows, (features, batch), row['torch']):5.1f}, "
+              f"{statistics.median(row['share']):.0%} of peak; numpy "
+              f"{statistics.median(row['numpy']):10,.0f}, ratio "
+              f"{ratio(rows, (features, batch), row['torch'], 'numpy'):5.1f}", file=sys.stderr)
+    for f in sk:
+        print(f"features {f:2} batch  256: scikit-learn {statistics.median(sk[f]):10,.0f} "
+              f"samples/s, router x{ratio(rows, (f, 256), sk[f]):.1f}", file=sys.stderr)
+    print(json.dumps(summary(rows, sk)))
 
 
 if __name__ == "__main__":

@@ -46,8 +46,18 @@ def _training_data(args: argparse.Namespace) -> Any:
     return data
 
 
+def _one_blas_thread() -> None:
+    """Training's matrix products are small: a second BLAS thread made them no faster here,
+    and when jobs kept the cores busy, BLAS threads spinning for each other made one training
+    many times slower. Only before NumPy is imported; OPENBLAS_NUM_THREADS, if set, wins."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def run_train(args: argparse.Namespace) -> int:
     import json
+
+    _one_blas_thread()
 
     from router.learn import modelfile
     from router.learn.train import TrainOptions, fit
@@ -56,9 +66,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     data = _training_data(args)
     opts = TrainOptions(seed=args.seed, devices=args.devices, progress=sys.stderr.isatty(),
-                        p_cut=verdict.cut(_load_policy(args)))
+                        p_cut=verdict.cut(_load_policy(args)), trainer=args.trainer)
     if args.epochs:
-        opts.epochs, opts.val_fraction = args.epochs, 0.0
+        opts.epochs = args.epochs
     model = fit(data, opts)
     modelfile.save(model, _model_path(args))
     m = model.meta
@@ -66,12 +76,12 @@ def run_train(args: argparse.Namespace) -> int:
                for k in ("val_accuracy", "calibration_error", "coverage_10_90")}
     summary = {"model": _model_path(args), "version": model.version, "samples": m["samples"],
                "templates": len(model.templates), **figures, "val_samples": m["val_samples"],
-               "epochs": m["epochs"], "devices": m["devices"]}
+               "epochs": m["epochs"], "trainer": m["trainer"], "devices": m["devices"]}
     if args.json:
         print(json.dumps(summary))
         return 0
     if m["val_accuracy"] is None:
-        val = "no validation figures (fewer than 20 distinct inputs, or --epochs)"
+        val = "no held-out figures (fewer than 20 distinct inputs)"
     else:
         cover = m["coverage_10_90"]
         val = (f"on {m['val_samples']} held-out runs: accuracy {m['val_accuracy']:.3f}, "
@@ -89,7 +99,11 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--devices", type=int, help="devices to shard over (default: all "
                    "accelerators, or one CPU)")
-    p.add_argument("--epochs", type=int, help="fixed number of epochs (default: early stopping)")
+    p.add_argument("--epochs", type=int,
+                   help="fixed number of epochs (default: by the history's size)")
+    p.add_argument("--trainer", choices=("auto", "numpy", "jax"), default="auto",
+                   metavar="NAME", help="auto (JAX on accelerators or with --devices, NumPy "
+                   "on the CPU), numpy, jax")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("cmd", nargs=REMAINDER, help="-- CMD: the program of 'INPUT | LABEL' lines")
 
@@ -175,6 +189,8 @@ def add_serve(p: argparse.ArgumentParser) -> None:
 
 def run_retrain(args: argparse.Namespace) -> int:
     import json
+
+    _one_blas_thread()
 
     from router.learn import retrain
     from router.learn.train import TrainOptions

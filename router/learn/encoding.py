@@ -37,14 +37,23 @@ def scaling(data: Dataset, templates: list[str], width: int,
 
 
 def encode(data: Dataset, model: ModelFile | Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled, padded features [N, F] and template indices [N]."""
+    """Scaled, padded features [N, F] and template indices [N]; one array operation per
+    template, not per run (a history of a million runs is read in one command)."""
     index = model.index
     t_idx = np.array([index[t] for t in data.templates], dtype=np.int32)
     x = np.zeros((len(data), model.width), dtype=np.float32)
-    for row, (i, f) in enumerate(zip(t_idx, data.features)):
-        n = len(f)
+    order = np.argsort(t_idx, kind="stable")
+    bounds = np.flatnonzero(np.diff(t_idx[order])) + 1
+    for rows in np.split(order, bounds) if len(order) else []:
+        i = int(t_idx[rows[0]])
+        try:
+            f = np.array([data.features[r] for r in rows], dtype=float)
+        except ValueError:
+            raise DataError(f"template {model.templates[i]!r} has runs with different "
+                            "feature counts") from None
+        n = f.shape[1] if f.ndim == 2 else 0
         if n:
-            x[row, :n] = (slog(np.asarray(f, dtype=float)) - model.mean[i, :n]) / model.scale[i, :n]
+            x[rows, :n] = (slog(f) - model.mean[i, :n]) / model.scale[i, :n]
     return x, t_idx
 
 

@@ -19,23 +19,13 @@ The hidden layers' weight gradient is computed by hand (`dense`): see there why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-
-@dataclass(frozen=True)
-class Arch:
-    """The shape of the network; saved in the model file so a load rebuilds the same one."""
-
-    n_templates: int
-    n_features: int
-    embed_dim: int = 8
-    hidden: int = 64
-    members: int = 5
+from router.learn.arch import Arch
 
 
 HEADS = 2   # per run: the logistic's location and its scale before softplus (normalised units)

@@ -17,7 +17,7 @@ from router.learn import modelfile
 from router.learn.dataset import Dataset
 from router.learn.train import TrainOptions, fit
 
-OPTS = TrainOptions(members=3, min_steps=1500)
+OPTS = TrainOptions(members=3, steps=1500)
 
 
 def noisy_and_clean(n: int = 150) -> Dataset:

@@ -12,26 +12,27 @@ import numpy as np
 from conftest import ROUTER
 from router.learn.dataset import from_lines
 from router.learn.encoding import groups
-from router.learn.train import _split
+from router.learn import folds
 
 DATA = "".join(f"{i} | {int(i > 20)}\n" for i in range(1, 41))
 
 
-def test_repeats_of_one_input_never_straddle_the_split():
+def test_repeats_of_one_input_are_held_out_by_one_member():
     data = from_lines(DATA.splitlines() * 50, None, ["./prog"])
     group = groups(data)
-    train, val = _split(group, 0.2, seed=0)
-    assert len(val) and not set(group[train]) & set(group[val])
-    assert len(np.unique(group)) == 40
+    fold = folds.assign(group, members=5, seed=0)
+    assert len(np.unique(group)) == 40 and set(fold) == {0, 1, 2, 3, 4}
+    for g in np.unique(group):
+        assert len(set(fold[group == g])) == 1
 
 
-def test_duplicated_lines_train_the_commands_template_and_stop_early(env):
+def test_duplicated_lines_train_the_commands_template_as_one_row_each(env):
     r = subprocess.run(["sh", "-c", f'yes "$(cat)" | head -n 10000 | {" ".join(ROUTER)} train '
                         "--data - --threshold 1 --json -- ./prog"], input=DATA, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert summary["samples"] == 10000 and summary["epochs"] < 3000
+    assert summary["samples"] == 10000 and summary["epochs"] == 300   # 40 rows: one batch
     p = subprocess.run([*ROUTER, "predict", "--threshold", "1", "--", "./prog", "35"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "model p=" in p.stdout, p.stdout + p.stderr

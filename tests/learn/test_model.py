@@ -16,8 +16,10 @@ from router.learn.dataset import Dataset, from_lines
 from router.errors import DataError, ModelError
 from router.learn import distribution as dist
 from router.learn.model import Arch, dense, ensemble_heads, from_arrays, graph, init_members
-from router.learn.encoding import encode
-from router.learn.train import TrainOptions, Trainer, fit
+from router.learn.encoding import encode, groups
+from router.learn import folds
+from router.learn.schedule import FINAL, Schedule
+from router.learn.train import TrainOptions, fit
 
 FAST = TrainOptions(epochs=300, members=3)
 
@@ -48,18 +50,27 @@ def test_learns_a_simple_cut(trained):
     assert not trained.predict("/other", ()).known
 
 
-def test_training_stops_early_but_not_before_its_floor_of_updates():
-    rng = np.random.default_rng(3)
-    data = Dataset()
-    for _ in range(400):   # 30% of labels flipped: validation loss turns up once it overfits
-        a = float(rng.uniform(1, 100))
-        data.add("/p {num}", (a,), int((a > 50) != (rng.uniform() < 0.3)), float("nan"), 0.05)
-    opts = TrainOptions(members=2, min_steps=400, patience=200, max_epochs=3000)
-    meta = fit(data, opts).meta
-    floor = -(-400 // meta["steps_per_epoch"])                       # epochs of 400 updates
-    floor_epoch = -(-floor // Trainer.CHUNK) * Trainer.CHUNK          # looked at every CHUNK
-    assert meta["epochs"] < 3000
-    assert meta["chosen_epoch"] == max(meta["best_epoch"], floor_epoch)
+def test_a_training_runs_its_budget_with_a_falling_rate():
+    small, large = Schedule.of(TrainOptions(), 400), Schedule.of(TrainOptions(), 1_000_000)
+    assert small.batch == 400 and small.epochs == 300            # one batch: 300 updates
+    assert Schedule.of(TrainOptions(), 10_000).total_steps >= 600   # more runs, more updates
+    assert large.epochs == TrainOptions().min_epochs
+    assert small.lr_scale(0) == 1.0 and small.lr_scale(small.total_steps) == pytest.approx(FINAL)
+    assert Schedule.of(TrainOptions(epochs=7), 10_000).epochs == 7
+
+
+def test_each_member_holds_out_one_fold_and_the_figures_cover_every_run():
+    data = toy(100)
+    group = groups(data)
+    fold = folds.assign(group, 3, seed=0)
+    w = folds.member_weights(np.ones(len(fold)), fold, 3)
+    assert ((w == 0) == (fold[:, None] == np.arange(3))).all()
+    model = fit(data, TrainOptions(members=3, epochs=50))
+    assert model.meta["val_samples"] == len(data)
+    few = Dataset()
+    for a in range(10):
+        few.add("/p {num}", (float(a),), int(a > 5), a / 100, 0.05)
+    assert (folds.assign(groups(few), 3, seed=0) == folds.NONE).all()
 
 
 def test_fast_path_agrees_with_the_jax_forward(trained):
@@ -91,7 +102,7 @@ def test_model_file_roundtrip_and_refusals(trained, tmp_path):
     assert back.version == trained.version and back.templates == trained.templates
     assert back.predict("/p {num}", (90.0,)).p_over == pytest.approx(
         trained.predict("/p {num}", (90.0,)).p_over, abs=1e-6)
-    assert back.meta["jax_version"] and back.meta["devices"] and "calibration_error" in back.meta
+    assert back.meta["trainer_version"] and back.meta["devices"] and "calibration_error" in back.meta
     data = path.read_bytes()
     for name, content, message in [
         ("trunc", data[: len(data) // 2], "truncated"),
@@ -145,14 +156,15 @@ def test_sharded_over_four_devices_matches_one(tmp_path):
 import sys, numpy as np
 sys.path[:0] = [{os.path.dirname(__file__)!r}, {os.path.dirname(os.path.dirname(__file__))!r}]
 from test_model import toy, FAST
-from router.learn.encoding import encode
+from router.learn.encoding import encode, groups
 from router.learn.train import fit
 import jax
 assert len(jax.devices()) == 4, jax.devices()
 from router.learn.train import TrainOptions
-opts = TrainOptions(**{{**FAST.__dict__, "devices": 4, "batch": 64, "epochs": 60}})
+slow = {{"batch": 64, "epochs": 60, "learning_rate": 3e-3}}
+opts = TrainOptions(**{{**FAST.__dict__, **slow, "devices": 4}})
 four = fit(toy(64, noise=0.1), opts)
-ones = TrainOptions(**{{**FAST.__dict__, "devices": 1, "batch": 64, "epochs": 60}})
+ones = TrainOptions(**{{**FAST.__dict__, **slow, "devices": 1}})
 one = fit(toy(64, noise=0.1), ones)
 assert len(four.meta["devices"]) == 4
 x, t = encode(toy(200, seed=5), one)
