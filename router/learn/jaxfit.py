@@ -16,7 +16,6 @@ import functools
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,9 +187,6 @@ class Trainer:
                                           jax.device_put(perms.astype(np.int32), self.replicated),
                                           *placed)
             if self.opts.progress:
-                print(f"\repoch {first + chunk}/{plan.epochs} loss {float(loss):.4f}", end="",
-                      file=sys.stderr, flush=True)
-        if self.opts.progress:
-            print(file=sys.stderr)
+                plan.report(first + chunk, float(loss))
         self.states = states
         return plan.info()

@@ -17,7 +17,6 @@ per member ([N, K]: a member gives none to the runs it holds out).
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 import numpy as np
@@ -193,9 +192,6 @@ class Trainer:
                 idx = perm[lo:lo + plan.batch]
                 adam.update(w, gradient(w, *(a[idx] for a in rows)), plan.lr_scale(adam.count))
             if self.opts.progress and (epoch % plan.chunk == 0 or epoch == plan.epochs):
-                print(f"\repoch {epoch}/{plan.epochs} loss {loss(w, *rows):.4f}", end="",
-                      file=sys.stderr, flush=True)
-        if self.opts.progress:
-            print(file=sys.stderr)
+                plan.report(epoch, loss(w, *rows))
         self.weights = w
         return plan.info()

@@ -13,6 +13,7 @@ grows with the log of its size.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,11 @@ class Schedule:
     def info(self) -> dict[str, int]:
         """What the model file's metadata says of the run."""
         return {"epochs": self.epochs, "batch": self.batch, "steps_per_epoch": self.steps_per_epoch}
+
+    def report(self, epoch: int, loss: float) -> None:
+        """`router train`'s progress line on a terminal; the last epoch ends it."""
+        print(f"\repoch {epoch}/{self.epochs} loss {loss:.4f}", file=sys.stderr, flush=True,
+              end="\n" if epoch >= self.epochs else "")
 
     def lr_scale(self, step: int) -> float:
         """The learning rate's share at update `step` (from 0)."""
