@@ -35,10 +35,10 @@ class TrainOptions:
     members: int = 5
     hidden: int = 64
     embed_dim: int = 8
-    batch: int = 512
-    steps: int = 300               # updates a training makes at least (see `schedule`)
+    batch: int = 256
+    steps: int = 600               # updates a training makes at least (see `schedule`)
     min_epochs: int = 5            # epochs a large history gets at least
-    learning_rate: float = 2e-2    # the first update's; it falls linearly over the run
+    learning_rate: float = 5e-3    # the first update's; it falls linearly over the run
     held_out: bool = True          # each member holds out one fold (see `folds`)
     devices: int | None = None     # None: all accelerators, or one CPU device
     progress: bool = False

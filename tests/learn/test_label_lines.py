@@ -32,7 +32,7 @@ def test_duplicated_lines_train_the_commands_template_as_one_row_each(env):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert summary["samples"] == 10000 and summary["epochs"] == 300   # 40 rows: one batch
+    assert summary["samples"] == 10000 and summary["epochs"] == 600   # 40 rows: one batch
     p = subprocess.run([*ROUTER, "predict", "--threshold", "1", "--", "./prog", "35"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "model p=" in p.stdout, p.stdout + p.stderr

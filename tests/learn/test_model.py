@@ -52,8 +52,8 @@ def test_learns_a_simple_cut(trained):
 
 def test_a_training_runs_its_budget_with_a_falling_rate():
     small, large = Schedule.of(TrainOptions(), 400), Schedule.of(TrainOptions(), 1_000_000)
-    assert small.batch == 400 and small.epochs == 300            # one batch: 300 updates
-    assert Schedule.of(TrainOptions(), 10_000).total_steps >= 600   # more runs, more updates
+    assert small.batch == 256 and small.total_steps == 600       # two batches, 300 epochs
+    assert Schedule.of(TrainOptions(), 10_000).total_steps >= 1200  # more runs, more updates
     assert large.epochs == TrainOptions().min_epochs
     assert small.lr_scale(0) == 1.0 and small.lr_scale(small.total_steps) == pytest.approx(FINAL)
     assert Schedule.of(TrainOptions(epochs=7), 10_000).epochs == 7
