@@ -54,9 +54,12 @@ def test_a_job_running_in_slurm_outlives_a_killed_daemon_and_is_recorded_once(cl
                                     env=d.env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
         orphan = int(d.router("submit", "--parsable", "--detach", "-p", "fast", "--",
-                              "/bin/sleep", "60").stdout)
-        with Store(d.env["ROUTER_STORE"]) as s:
-            wait_for(lambda: all((s.get(i) or {}).get("remote_id") for i in (job + 1, orphan)),
+                              "/bin/sleep", "61").stdout)
+        with Store(d.env["ROUTER_STORE"]) as s:   # the two submits race for the next id
+            wait_for(lambda: [r for r in s.all_runs() if r["argv"] == ["/bin/sleep", "60"]],
+                     timeout=60, what="the attached job recorded")
+            attached_id = next(r["id"] for r in s.all_runs() if r["argv"] == ["/bin/sleep", "60"])
+            wait_for(lambda: all((s.get(i) or {}).get("remote_id") for i in (attached_id, orphan)),
                      timeout=60, what="the attached and the fast job running in Slurm")
         wait_for(lambda: out.exists() and out.read_text() == "start\n", timeout=60,
                  what="the job's first line in the spool")
@@ -66,9 +69,9 @@ def test_a_job_running_in_slurm_outlives_a_killed_daemon_and_is_recorded_once(cl
                                                                     "partition: fast"))
         d.start()
         with Store(d.env["ROUTER_STORE"]) as s:
-            wait_for(lambda: s.get(job)["state"] != "running" != s.get(job + 1)["state"],
+            wait_for(lambda: s.get(job)["state"] != "running" != s.get(attached_id)["state"],
                      timeout=120, what="both ends, recorded by the new daemon")
-            row, other = s.get(job), s.get(job + 1)
+            row, other = s.get(job), s.get(attached_id)
         assert row["state"] == "done", row
         assert other["state"] == "cancelled", other
         with Store(d.env["ROUTER_STORE"]) as s:
