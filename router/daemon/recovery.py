@@ -73,10 +73,10 @@ def _job(row: dict[str, Any], env: dict[str, str], **kw: Any) -> Job:
 
 
 def _requeued(st: State, row: dict[str, Any]) -> Job | None:
-    env = _env(st, row)
-    if not row.get("detach") or env is None or row["machine"] not in st.policy.machines:
+    if not row.get("detach") or row["machine"] not in st.policy.machines:
         return None
-    return _job(row, env)
+    env = _env(st, row)
+    return None if env is None else _job(row, env)
 
 
 def _adopted(st: State, row: dict[str, Any]) -> Job | None:

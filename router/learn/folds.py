@@ -19,10 +19,10 @@ NONE = -1   # the fold of a run every member trains on
 MIN_DISTINCT = 20
 
 
-def assign(group: np.ndarray, members: int, seed: int, held_out: bool = True) -> np.ndarray:
+def assign(group: np.ndarray, members: int, seed: int) -> np.ndarray:
     """Each run's fold: the member that does not train on it, or NONE."""
     distinct = np.unique(group)
-    if not held_out or members < 2 or len(distinct) < MIN_DISTINCT:
+    if members < 2 or len(distinct) < MIN_DISTINCT:
         return np.full(len(group), NONE, dtype=np.int64)
     fold_of = np.random.default_rng(seed).permutation(len(distinct)) % members
     return fold_of[np.searchsorted(distinct, group)]

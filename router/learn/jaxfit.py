@@ -29,7 +29,7 @@ from router.errors import DataError
 from router.learn.distribution import S_MIN
 from router.learn.encoding import ABOVE, EXACT
 from router.learn.model import Arch, ensemble_heads, from_arrays, graph, init_members, to_arrays
-from router.learn.schedule import FINAL, Schedule
+from router.learn.schedule import Schedule, rate_share
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _compiled(arch: Arch, lr: float, batch: int, chunk: int,
         states, opt_state, i, total = carry
         loss, grads = jax.value_and_grad(loss_fn)(states, *rows)
         updates, opt_state = tx.update(grads, opt_state, states)
-        rate = -lr * (1.0 - (1.0 - FINAL) * jnp.minimum(i / total, 1.0))
+        rate = -lr * rate_share(i, total, jnp.minimum)
         states = optax.apply_updates(states, jax.tree.map(lambda u: rate * u, updates))
         return (states, opt_state, i + 1, total), loss
 
@@ -169,8 +169,9 @@ class Trainer:
         n, ndev = len(rows[0]), len(self.devices)
         plan = Schedule.of(self.opts, n, ndev)
         rows = tuple(_padded((-n) % plan.batch, *rows))
-        run = _compiled(self.arch, self.opts.learning_rate, plan.batch, plan.chunk,
-                        self.mesh if ndev > 1 else None).epochs
+        compiled = functools.partial(_compiled, self.arch, self.opts.learning_rate, plan.batch,
+                                     mesh=self.mesh if ndev > 1 else None)
+        run = compiled(plan.chunk).epochs
         placed = [jax.device_put(a, self.rows) for a in rows]
         states = jax.device_put(self.states, self.replicated)
         opt_state = self.base.tx.init(states)
@@ -179,8 +180,7 @@ class Trainer:
         for first in range(0, plan.epochs, plan.chunk):
             chunk = min(plan.chunk, plan.epochs - first)
             if chunk < plan.chunk:   # the last, shorter chunk compiles once more
-                run = _compiled(self.arch, self.opts.learning_rate, plan.batch, chunk,
-                                self.mesh if ndev > 1 else None).epochs
+                run = compiled(chunk).epochs
             perms = np.stack([shuffles.permutation(len(rows[0])) for _ in range(chunk)])
             states, opt_state, loss = run(states, opt_state,
                                           np.int32(first * plan.steps_per_epoch), total,

@@ -55,5 +55,10 @@ class Schedule:
               end="\n" if epoch >= self.epochs else "")
 
     def lr_scale(self, step: int) -> float:
-        """The learning rate's share at update `step` (from 0)."""
-        return 1.0 - (1.0 - FINAL) * min(step / self.total_steps, 1.0)
+        return rate_share(step, self.total_steps)
+
+
+def rate_share(step: Any, total: Any, minimum: Any = min) -> Any:
+    """The learning rate's share at update `step` (from 0) of `total`; with `jnp.minimum`, the
+    same inside a jitted JAX step."""
+    return 1.0 - (1.0 - FINAL) * minimum(step / total, 1.0)
