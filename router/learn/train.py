@@ -1,9 +1,10 @@
-"""Training a model: the split, the weighting, the validation figures and the refit, around a
+"""Training a model: the encoding, the weighting, the folds and the held-out figures, around a
 trainer that does the updates. Two trainers do the same fit: NumPy's (`numpyfit`) for histories
 where importing and compiling JAX would cost more than the whole fit, JAX's (`jaxfit`) for
 large ones and accelerators. Runs over and under their threshold are weighted so that a rare
-"expensive" class still counts; training stops early on a validation split of distinct inputs;
-a seed makes it deterministic.
+"expensive" class still counts; each member holds out one fold of distinct inputs
+(`folds`), which gives the validation figures without a second training; a seed makes it
+deterministic.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class TrainOptions:
 
 
 def _cost_means(data: Dataset, templates: list[str]) -> dict[str, list[float]]:
-    """Mean cost of each template's under and over runs: the expected-cost rule's inputs."""
+    """Mean cost of each template's under and over runs: the report's estimate of a predicted
+    cost for history rows recorded before decisions stored theirs."""
     sums: dict[str, list[float]] = {t: [0.0, 0.0, 0.0, 0.0] for t in templates}
     for t, y, c in zip(data.templates, data.labels, data.costs):
         if not math.isnan(c):
