@@ -39,7 +39,7 @@ class TrainOptions:
     batch: int = 256
     steps: int = 600               # updates a training makes at least (see `schedule`)
     min_epochs: int = 5            # epochs a large history gets at least
-    learning_rate: float = 5e-3    # the first update's; it falls linearly over the run
+    learning_rate: float = 1e-2    # the peak: it rises, then falls linearly (`schedule`)
     devices: int | None = None     # None: all accelerators, or one CPU device
     progress: bool = False
     epochs: int | None = None      # train exactly this many epochs

@@ -18,7 +18,7 @@ from router.learn import distribution as dist
 from router.learn.model import Arch, dense, ensemble_heads, from_arrays, graph, init_members
 from router.learn.encoding import encode, groups
 from router.learn import folds
-from router.learn.schedule import FINAL, Schedule
+from router.learn.schedule import FINAL, WARMUP, Schedule
 from router.learn.train import TrainOptions, fit
 
 FAST = TrainOptions(epochs=300, members=3)
@@ -55,7 +55,10 @@ def test_a_training_runs_its_budget_with_a_falling_rate():
     assert small.batch == 256 and small.total_steps == 600       # two batches, 300 epochs
     assert Schedule.of(TrainOptions(), 10_000).total_steps >= 1200  # more runs, more updates
     assert large.epochs == TrainOptions().min_epochs
-    assert small.lr_scale(0) == 1.0 and small.lr_scale(small.total_steps) == pytest.approx(FINAL)
+    rates = [small.lr_scale(i) for i in range(small.total_steps + 1)]
+    peak = rates.index(max(rates))
+    assert rates[0] < 0.05 and peak == round(WARMUP * small.total_steps) - 1 and max(rates) > 0.85
+    assert rates[-1] == pytest.approx(FINAL) and rates[peak:] == sorted(rates[peak:], reverse=True)
     assert Schedule.of(TrainOptions(epochs=7), 10_000).epochs == 7
 
 
