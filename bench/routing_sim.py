@@ -18,12 +18,8 @@ matter; with a low one money dominates, the greedy rule packs the cheap machine'
 least-loaded, which balances without prices, comes close at 70% and wins at 95%
 (`--value-of-time 0.5`).
 
-The predictions: until a model file with a cost distribution exists (issue 20 item 1), each
-job's distribution is fitted to the measured sweeps, leaving the job's own input out: log
-cost interpolated between its template's two nearest measured inputs, the scale from the
-template's leave-one-out residuals. Once `router train` writes distribution models, the bench
-trains one on half of each sweep (today's trainer, `router train`) and predicts every job with
-the model's NumPy fast path instead; the first output line says which drove the run.
+The predictions: the bench trains a model on half of each sweep (`router train`, the
+command a user runs) and predicts every job with the model's NumPy fast path, the daemon's.
 
 Last line: JSON with objective_vs_oracle_max (worst objective/oracle - 1 over the loads) and
 gain_vs_best_other_70 (1 - objective / the best non-oracle rule at 70% load).
@@ -32,7 +28,6 @@ gain_vs_best_other_70 (1 - objective / the best non-oracle rule at 70% load).
 from __future__ import annotations
 
 import argparse
-import bisect
 import heapq
 import json
 import math
@@ -92,41 +87,6 @@ def measure(store: Path) -> list[dict[str, Any]]:
                  "cost": r["cost"] * SCALE} for r in s.runs() if r["cost"]]
 
 
-class FittedModel:
-    """A stand-in for the distribution model's fast path, fitted to the sweeps: each run's
-    log cost from its template's nearest other inputs, leaving the run itself out."""
-
-    def __init__(self, runs: list[dict[str, Any]]):
-        by: dict[str, list[tuple[float, float]]] = {}
-        for r in runs:
-            by.setdefault(r["template"], []).append((_key(r["features"]), math.log(r["cost"])))
-        self.points = {t: sorted(v) for t, v in by.items()}
-        self.index = {t: i for i, t in enumerate(self.points)}
-        self.n_features = [1] * len(self.index)
-        self.scale = {t: self._loo_scale(t) for t in self.points}
-
-    def threshold(self, template: str) -> float | None:
-        return math.nan if template in self.index else None
-
-    def _mu(self, template: str, x: float) -> float:
-        pts = [p for p in self.points[template] if p[0] != x]
-        keys = [p[0] for p in pts]
-        i = min(max(bisect.bisect_left(keys, x), 1), len(pts) - 1)
-        (x0, y0), (x1, y1) = pts[i - 1], pts[i]
-        w = min(max((x - x0) / (x1 - x0), 0.0), 1.0) if x1 != x0 else 0.5
-        return y0 + w * (y1 - y0)
-
-    def _loo_scale(self, template: str) -> float:
-        res = [self._mu(template, x) - y for x, y in self.points[template]]
-        sd = math.sqrt(sum(r * r for r in res) / len(res))
-        return max(sd * math.sqrt(3) / math.pi, 0.02)   # a logistic's sd is s pi / sqrt 3
-
-    def predict(self, template: str, features: list[float], threshold: float) -> Any:
-        mu, s = self._mu(template, _key(features)), self.scale[template]
-        d = CostDistribution(mu, s)
-        return _Prediction(d.p_over(threshold), 0.0, mu, s)
-
-
 @dataclass
 class _Prediction:
     p_over: float
@@ -135,17 +95,10 @@ class _Prediction:
     s: float
 
 
-def _key(features: list[float]) -> float:
-    return math.log1p(abs(features[-1]))
-
-
 def trained_model(runs: list[dict[str, Any]], store: Path, tmp: Path) -> Any:
-    """A distribution model from `router train` on half of each sweep, or None while the
-    trainer writes models without a distribution (their Prediction has no mu)."""
+    """A distribution model from `router train` on half of each sweep."""
     from router.learn import modelfile
 
-    if "mu" not in getattr(modelfile.Prediction, "__dataclass_fields__", {}):
-        return None
     half = tmp / "half.db"
     with Store(store) as s, Store(half) as h:
         rows = [r for r in s.runs() if r["id"] % 2 == 0]
@@ -344,10 +297,8 @@ def main() -> int:
         store = Path(tmp) / "sweeps.db"
         runs = measure(store)
         model = trained_model(runs, store, Path(tmp))
-    source = "model: router train on half of each sweep" if model else \
-        "model: distributions fitted to the measured sweeps (leave-one-out)"
-    model = model or FittedModel(runs)
-    print(f"{len(runs)} measured runs of {len(SWEEPS)} sweeps, x{SCALE:g}; {source}; "
+    print(f"{len(runs)} measured runs of {len(SWEEPS)} sweeps, x{SCALE:g}; model: router "
+          f"train on half of each sweep; "
           f"value_of_time {args.value_of_time:g}")
     summary = report(simulate(runs, model, args.jobs, args.seed, args.value_of_time))
     print(json.dumps(summary))
