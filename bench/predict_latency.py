@@ -5,6 +5,7 @@ same model and p_over beside it. Last line: JSON with `fast_vs_jax_p99` (goal <=
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 
@@ -14,11 +15,19 @@ import numpy as np
 
 from router.learn.dataset import Dataset
 from router.learn.model import Arch, ensemble_heads, from_arrays, graph, init_members
-from router.learn.jaxfit import ensemble_p_over
+from router.learn.distribution import S_MIN
 from router.learn.encoding import encode
 from router.learn.train import TrainOptions, fit
 
 CALLS = 20000
+
+
+def ensemble_p_over(heads: jax.Array, log_threshold: jax.Array) -> jax.Array:
+    """The fast path's combination of members (distribution.combine), in JAX."""
+    mus, scales = heads[..., 0], jax.nn.softplus(heads[..., 1]) + S_MIN
+    mu = mus.mean(axis=0)
+    s = jnp.sqrt((scales ** 2).mean(axis=0) + 3.0 / math.pi ** 2 * mus.var(axis=0))
+    return jax.nn.sigmoid((mu - log_threshold) / s)
 
 
 def percentile(samples: list[float], q: float) -> float:

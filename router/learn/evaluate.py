@@ -19,8 +19,7 @@ import numpy as np
 
 from router.learn import distribution as dist
 from router.learn import folds, verdict
-from router.learn.dataset import Dataset
-from router.learn.encoding import encode
+from router.learn.encoding import EXACT, Observations
 from router.learn.modelfile import ModelFile, expected_calibration_error
 
 
@@ -44,17 +43,17 @@ class _Split:
         return dist.combine_arrays(self.mus, self.scales * tau)
 
 
-def _held_out(model: ModelFile, data: Dataset, fold: np.ndarray) -> _Split:
-    """Each run as predicted by the member holding it out (`folds`)."""
-    x, t = encode(data, model)
+def _held_out(model: ModelFile, x: np.ndarray, t: np.ndarray, y: np.ndarray,
+              obs: Observations, fold: np.ndarray) -> _Split:
+    """Each run as predicted by the member holding it out (`folds`), from the rows the
+    training encoded; costs and thresholds back in log seconds."""
     heads = model.predict_batch(t, x)[fold, np.arange(len(fold))][None]
     tau = float(model.meta.get("scale_factor", 1.0))
-    cost = np.asarray(data.costs, dtype=np.float64)
-    exact = np.isfinite(cost) & (cost > 0) & ~np.asarray(data.timed_out, bool)
-    threshold = np.asarray(data.thresholds, dtype=np.float64)
-    return _Split(heads[..., 0], heads[..., 1] / tau, np.asarray(data.labels),
-                  np.log(np.where(threshold > 0, threshold, 1.0)), exact,
-                  np.log(np.where(exact, cost, 1.0)))
+    center, spread = model.meta["log_cost"]
+    exact = obs.kind == EXACT
+    return _Split(heads[..., 0], heads[..., 1] / tau, y,
+                  center + spread * obs.log_threshold.astype(np.float64), exact,
+                  np.where(exact, center + spread * obs.z.astype(np.float64), 0.0))
 
 
 def scale_factor(split: _Split) -> float:
@@ -88,8 +87,8 @@ def figures(split: _Split, tau: float, p_cut: float) -> dict[str, Any]:
 MAX_ROWS = 100_000   # held-out runs the figures are computed on, at most (a random sample)
 
 
-def validate(model: ModelFile, data: Dataset, group: np.ndarray, fold: np.ndarray,
-             p_cut: float) -> dict[str, Any]:
+def validate(model: ModelFile, x: np.ndarray, t: np.ndarray, y: np.ndarray, obs: Observations,
+             group: np.ndarray, fold: np.ndarray, p_cut: float) -> dict[str, Any]:
     """The scale factor (into model.meta) and the held-out figures, with `val_samples`. The
     factor is fitted on each half of the held-out inputs and the coverage measured on the
     other (two-fold), so the coverage reported is out of sample; the model keeps the two
@@ -97,7 +96,8 @@ def validate(model: ModelFile, data: Dataset, group: np.ndarray, fold: np.ndarra
     rows = np.flatnonzero(fold != folds.NONE)
     if len(rows) > MAX_ROWS:
         rows = np.sort(np.random.default_rng(0).choice(rows, MAX_ROWS, replace=False))
-    split = _held_out(model, data.subset(rows), fold[rows])
+    held_obs = Observations(obs.z[rows], obs.kind[rows], obs.log_threshold[rows])
+    split = _held_out(model, x[rows], t[rows], y[rows], held_obs, fold[rows])
     held = np.unique(group[rows])
     first = np.isin(group[rows], held[: len(held) // 2])
     if not (first.any() and (~first).any()):

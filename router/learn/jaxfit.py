@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -88,14 +87,6 @@ def nll(heads: jax.Array, z: jax.Array, kind: jax.Array) -> jax.Array:
     exact = u + jnp.log(s) + 2.0 * jax.nn.softplus(-u)
     return jnp.where(kind == EXACT, exact, jnp.where(kind == ABOVE, jax.nn.softplus(u),
                                                      jax.nn.softplus(-u)))
-
-
-def ensemble_p_over(heads: jax.Array, log_threshold: jax.Array) -> jax.Array:
-    """The same combination of members as the fast path (distribution.combine)."""
-    mus, scales = heads[..., 0], jax.nn.softplus(heads[..., 1]) + S_MIN
-    mu = mus.mean(axis=0)
-    s = jnp.sqrt((scales ** 2).mean(axis=0) + 3.0 / math.pi ** 2 * mus.var(axis=0))
-    return jax.nn.sigmoid((mu - log_threshold) / s)
 
 
 @functools.lru_cache(maxsize=8)

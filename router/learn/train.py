@@ -136,7 +136,7 @@ def fit(data: Dataset, opts: TrainOptions, base: ModelFile | None = None,
     meta = {"log_cost": [center, spread], "cost_means": _cost_means(data, shell.templates),
             "scale_factor": base.meta.get("scale_factor", 1.0) if base else 1.0}
     model = _model(trainer, shell, meta)
-    figures = evaluate.validate(model, data, group, fold, opts.p_cut)
+    figures = evaluate.validate(model, x, t, y, obs, group, fold, opts.p_cut)
     meta["scale_factor"] = model.meta["scale_factor"]
     meta.update({
         "arch": arch.__dict__, "samples": len(y), **figures,
