@@ -1,17 +1,19 @@
 """How long a training runs and how fast it learns: the same for both trainers (NumPy, JAX).
 
 A budget of updates with a learning rate that rises over the first tenth of them and then
-falls linearly to a fiftieth of its peak, not early stopping on a validation split. Why: on the bench's histories the decayed run ended at
-a sharper model than the best checkpoint of a constant rate, seed after seed; a fixed run
-needs no split to decide when to stop, so every run can teach the model (`train`'s folds give
-the held-out figures instead); and its cost is known before it starts. Small histories get
-more epochs, large ones at least `min_epochs`: an update's worth depends on the batch, not on
-how many runs the history holds, but a larger one has more detail to learn, so the budget
-grows with the log of its size. Why the rise: Adam's first steps, before its moments mean
-anything, are the largest; on noiseless histories, whose scales sit at their floor where the
-likelihood is steepest, they knocked some fits into a poor model at a peak rate of 1e-2 (one
-of ten of `bench/retrain_scaling.py`'s band programs scored 0.74). With the rise that rate
-trains stably and ends sharper than 5e-3 without it did, at every size the benches run.
+falls linearly to a fiftieth of its peak, not early stopping on a validation split. Why: on
+the bench's histories the decayed run ended at a sharper model than the best checkpoint of a
+constant rate, seed after seed; a fixed run needs no split to decide when to stop, so every
+run can teach the model (`train`'s folds give the held-out figures instead); and its cost is
+known before it starts. Small histories get more epochs, large ones at least `min_epochs`: an
+update's worth depends on the batch, not on how many runs the history holds, but a larger one
+has more detail to learn, so the budget grows with the log of its size.
+
+Why the rise: Adam's first steps, before its moments mean anything, are the largest; on
+noiseless histories, whose scales sit at their floor where the likelihood is steepest, they
+knocked some fits into a poor model at a peak rate of 1e-2 (one of ten of
+`bench/retrain_scaling.py`'s band programs scored 0.74). With the rise that rate trains
+stably and ends sharper than 5e-3 without it did, at every size the benches run.
 """
 
 from __future__ import annotations

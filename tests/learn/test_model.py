@@ -50,7 +50,7 @@ def test_learns_a_simple_cut(trained):
     assert not trained.predict("/other", ()).known
 
 
-def test_a_training_runs_its_budget_with_a_falling_rate():
+def test_a_training_runs_its_budget_with_a_rising_then_falling_rate():
     small, large = Schedule.of(TrainOptions(), 400), Schedule.of(TrainOptions(), 1_000_000)
     assert small.batch == 256 and small.total_steps == 600       # two batches, 300 epochs
     assert Schedule.of(TrainOptions(), 10_000).total_steps >= 1200  # more runs, more updates
