@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 S_MIN = 0.01      # floor of a member's scale, in the model's normalised log units
+BETA = 0.5        # training weighs each run's likelihood by its scale^(2 BETA): see jaxfit
 _VAR = 3.0 / math.pi ** 2   # a logistic of scale s has variance s^2 pi^2 / 3
 
 

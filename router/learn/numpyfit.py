@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from router.learn.distribution import S_MIN
+from router.learn.distribution import BETA, S_MIN
 from router.learn.encoding import ABOVE, EXACT
 from router.learn.arch import Arch
 from router.learn.schedule import Schedule
@@ -81,7 +81,7 @@ def _sigmoid(v: np.ndarray) -> np.ndarray:
 def nll(out: np.ndarray, z: np.ndarray, kind: np.ndarray) -> np.ndarray:
     """Each observation's negative log-likelihood under each member's logistic [K, N]: the
     JAX trainer's `nll`."""
-    mu, s = out[..., 0], np.logaddexp(0.0, out[..., 1]) + S_MIN
+    mu, s = out[..., 0], _scale(out)
     u = (z - mu) / s
     exact = u + np.log(s) + 2.0 * np.logaddexp(0.0, -u)
     return np.where(kind == EXACT, exact, np.where(kind == ABOVE, np.logaddexp(0.0, u),
@@ -91,7 +91,8 @@ def nll(out: np.ndarray, z: np.ndarray, kind: np.ndarray) -> np.ndarray:
 def loss(w: Weights, x: np.ndarray, t: np.ndarray, z: np.ndarray, kind: np.ndarray,
          weight: np.ndarray) -> float:
     """Each member's weighted mean over rows, summed over members (each its own gradient)."""
-    per = nll(heads(w, x, t), z, kind) * weight.T
+    out = heads(w, x, t)
+    per = nll(out, z, kind) * balance(out) * weight.T
     return float((per.sum(axis=1) / _norm(weight)).sum())
 
 
@@ -99,16 +100,24 @@ def _norm(weight: np.ndarray) -> np.ndarray:
     return np.maximum(weight.sum(axis=0), 1.0)
 
 
+def _scale(out: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, out[..., 1]) + S_MIN
+
+
+def balance(out: np.ndarray) -> np.ndarray:
+    """Each run's weight in the loss, a constant to the gradient: the JAX trainer's `balance`."""
+    return _scale(out) ** (2.0 * BETA)
+
+
 def _head_grad(out: np.ndarray, z: np.ndarray, kind: np.ndarray,
                weight: np.ndarray) -> np.ndarray:
     """d loss / d heads [K, N, 2]. With u = (z - mu) / s: the density's term is
     u + log s + 2 softplus(-u), whose slope in u is tanh(u / 2); a bound's is softplus(+-u)."""
-    raw = out[..., 1]
-    s = np.logaddexp(0.0, raw) + S_MIN
+    raw, s = out[..., 1], _scale(out)
     u = (z - out[..., 0]) / s
     exact = kind == EXACT
     slope = np.where(exact, np.tanh(0.5 * u), np.where(kind == ABOVE, _sigmoid(u), -_sigmoid(-u)))
-    scale = weight.T / _norm(weight)[:, None]
+    scale = weight.T / _norm(weight)[:, None] * balance(out)
     d_mu = -slope / s * scale
     d_s = (exact / s - slope * u / s) * scale
     return np.stack([d_mu, d_s * _sigmoid(raw)], axis=-1)
