@@ -21,8 +21,14 @@ least-loaded, which balances without prices, comes close at 70% and wins at 95%
 The predictions: the bench trains a model on half of each sweep (`router train`, the
 command a user runs) and predicts every job with the model's NumPy fast path, the daemon's.
 
-Last line: JSON with objective_vs_oracle_max (worst objective/oracle - 1 over the loads) and
-gain_vs_best_other_70 (1 - objective / the best non-oracle rule at 70% load).
+At 95% load a few decisions taken otherwise reshuffle every queue after them, so one stream
+swings the objective's ratio to its oracle by a few points either way (the greedy oracle is no
+optimum: the objective rule beats it in some streams). The bench runs --rounds streams per load
+and takes each ratio in each stream, then their median.
+
+Last line: JSON with objective_vs_oracle_max (the worst load's median objective/oracle - 1),
+gain_vs_best_other_70 (the median of 1 - objective / the best non-oracle rule at 70% load) and
+every round's objective/oracle - 1 per load.
 """
 
 from __future__ import annotations
@@ -270,26 +276,39 @@ def simulate(runs: list[dict[str, Any]], model: Any, n_jobs: int, seed: int, vot
     return out
 
 
-def report(results: dict[float, dict[str, dict[str, float]]]) -> dict[str, float]:
+def medians(rounds: list[dict[float, dict[str, dict[str, float]]]]
+            ) -> dict[float, dict[str, dict[str, float]]]:
+    """Each figure's median over the rounds."""
+    return {load: {name: {k: statistics.median(r[load][name][k] for r in rounds) for k in f}
+                   for name, f in by_rule.items()}
+            for load, by_rule in rounds[0].items()}
+
+
+def report(rounds: list[dict[float, dict[str, dict[str, float]]]]) -> dict[str, Any]:
+    """The table of medians; the JSON's ratios are taken in each round, then their median."""
     print(f"{'load':>5} {'rule':<13} {'mean s':>9} {'p95 s':>9} {'money':>8} {'objective':>10}")
-    worst, gain = -math.inf, math.nan
-    for load, by_rule in results.items():
+    for load, by_rule in medians(rounds).items():
         for name, f in by_rule.items():
             print(f"{load:>5.0%} {name:<13} {f['mean_s']:>9.2f} {f['p95_s']:>9.2f} "
                   f"{f['money']:>8.2f} {f['objective']:>10.2f}")
-        obj = by_rule["objective"]["objective"]
-        worst = max(worst, obj / by_rule["oracle"]["objective"] - 1)
-        if load == 0.70:
-            best = min(f["objective"] for n, f in by_rule.items()
-                       if n not in ("objective", "oracle"))
-            gain = 1 - obj / best
-    return {"objective_vs_oracle_max": round(worst, 4), "gain_vs_best_other_70": round(gain, 4)}
+    vs_oracle = {load: [r[load]["objective"]["objective"] / r[load]["oracle"]["objective"] - 1
+                        for r in rounds] for load in LOADS}
+    gain = [1 - r[0.70]["objective"]["objective"]
+            / min(f["objective"] for n, f in r[0.70].items() if n not in ("objective", "oracle"))
+            for r in rounds]
+    return {"objective_vs_oracle_max": round(max(statistics.median(v)
+                                                 for v in vs_oracle.values()), 4),
+            "gain_vs_best_other_70": round(statistics.median(gain), 4),
+            "objective_vs_oracle_rounds": {f"{load:.0%}": [round(x, 4) for x in v]
+                                           for load, v in vs_oracle.items()}}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=4000, help="arrivals per load")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=1, help="the first round's arrivals")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="arrival streams per load (seeds from --seed on); ratios are medians")
     ap.add_argument("--value-of-time", type=float, default=VALUE_OF_TIME,
                     help="money per second of completion (price is per reference CPU second)")
     args = ap.parse_args()
@@ -298,9 +317,10 @@ def main() -> int:
         runs = measure(store)
         model = trained_model(runs, store, Path(tmp))
     print(f"{len(runs)} measured runs of {len(SWEEPS)} sweeps, x{SCALE:g}; model: router "
-          f"train on half of each sweep; "
-          f"value_of_time {args.value_of_time:g}")
-    summary = report(simulate(runs, model, args.jobs, args.seed, args.value_of_time))
+          f"train on half of each sweep; value_of_time {args.value_of_time:g}; medians over "
+          f"{args.rounds} arrival streams")
+    summary = report([simulate(runs, model, args.jobs, args.seed + i, args.value_of_time)
+                      for i in range(args.rounds)])
     print(json.dumps(summary))
     return 0
 
